@@ -1,0 +1,67 @@
+// swift-tools-version:6.1
+// Cairn: replicated block storage. One module per layer, as in DESIGN.md:
+// CCairn (C shim) -> CairnIO (event loop) -> CairnBlock (block stores) -> CairnSCSI -> CairnISCSI -> cairn
+import PackageDescription
+
+let package = Package(
+    name: "Cairn",
+    products: [
+        .executable(name: "cairn", targets: ["cairn"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        .target(
+            name: "CCairn",
+            cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-O2"])],
+            linkerSettings: [.linkedLibrary("uring")]
+        ),
+        .target(
+            name: "CairnIO",
+            dependencies: [
+                "CCairn",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ]
+        ),
+        .target(
+            name: "CairnBlock",
+            dependencies: ["CairnIO", "CCairn", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "CairnSCSI",
+            dependencies: ["CairnBlock", "CairnIO", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "CairnISCSI",
+            dependencies: [
+                "CairnSCSI", "CairnIO", "CCairn",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        .executableTarget(
+            name: "cairn",
+            dependencies: [
+                "CairnISCSI", "CairnSCSI", "CairnBlock", "CairnIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "CairnIOTests", dependencies: ["CairnIO", "CCairn"]),
+        .testTarget(name: "CairnBlockTests", dependencies: ["CairnBlock", "CairnIO"]),
+        .testTarget(name: "CairnSCSITests", dependencies: ["CairnSCSI", "CairnBlock", "CairnIO"]),
+        .testTarget(name: "CairnISCSITests", dependencies: ["CairnISCSI", "CairnSCSI", "CairnBlock", "CairnIO"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["CairnIO"],
+            linkerSettings: [.linkedLibrary("iscsi")]
+        ),
+    ]
+)

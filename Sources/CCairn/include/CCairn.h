@@ -1,0 +1,55 @@
+// C shim for Cairn: what Swift cannot import from liburing, epoll, eventfd and glibc's GNU
+// extensions, plus CRC32C. Kept small: everything that imports cleanly is used directly.
+#ifndef CCAIRN_H
+#define CCAIRN_H
+
+// Must come before <liburing.h>: it defines _XOPEN_SOURCE before its system includes, which
+// changes glibc struct layouts against Swift's Glibc module (fd_set mismatch).
+#include <sys/types.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <liburing.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+// Macros built on enum constants do not import into Swift.
+static const uint8_t CCAIRN_IOSQE_IO_LINK = IOSQE_IO_LINK;
+static const uint8_t CCAIRN_IOSQE_ASYNC = IOSQE_ASYNC;
+// GNU-only flags: Swift's Glibc module is built without _GNU_SOURCE.
+static const int CCAIRN_O_DIRECT = __O_DIRECT;
+static const int CCAIRN_FALLOC_FL_KEEP_SIZE = 0x01;
+static const int CCAIRN_FALLOC_FL_PUNCH_HOLE = 0x02;
+static const int CCAIRN_SEEK_DATA = 3;
+static const int CCAIRN_SEEK_HOLE = 4;
+
+int ccairn_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+
+// io_uring_for_each_cqe is a macro: reap up to `max` completions without a syscall.
+static inline unsigned ccairn_uring_reap(struct io_uring *ring, uint64_t *user_data,
+                                         int32_t *res, unsigned max) {
+    unsigned head, n = 0;
+    struct io_uring_cqe *cqe;
+    io_uring_for_each_cqe(ring, head, cqe) {
+        if (n == max) break;
+        user_data[n] = cqe->user_data;
+        res[n] = cqe->res;
+        n++;
+    }
+    if (n) io_uring_cq_advance(ring, n);
+    return n;
+}
+
+// The loop thread marks itself so executors and I/O calls know where they run.
+void ccairn_set_loop_id(uint64_t id);
+uint64_t ccairn_loop_id(void);
+
+// CRC32C (Castagnoli). `crc` is the running value in its non-inverted form: start with 0,
+// ccairn_crc32c handles the pre/post inversion so chained calls compose.
+uint32_t ccairn_crc32c(uint32_t crc, const void *data, size_t len);
+uint32_t ccairn_crc32c_sw(uint32_t crc, const void *data, size_t len);
+int ccairn_have_sse42(void);
+
+#endif

@@ -1,0 +1,68 @@
+#include "CCairn.h"
+#include <sys/socket.h>
+
+int ccairn_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
+    return accept4(fd, addr, len, flags);
+}
+
+static __thread uint64_t loop_id = 0;
+void ccairn_set_loop_id(uint64_t id) { loop_id = id; }
+uint64_t ccairn_loop_id(void) { return loop_id; }
+
+// ---- CRC32C ----
+static uint32_t table[8][256];
+static int table_ready = 0;
+
+static void build_table(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        table[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = table[0][i];
+        for (int t = 1; t < 8; t++) { c = table[0][c & 0xff] ^ (c >> 8); table[t][i] = c; }
+    }
+    __atomic_store_n(&table_ready, 1, __ATOMIC_RELEASE);
+}
+
+uint32_t ccairn_crc32c_sw(uint32_t crc, const void *data, size_t len) {
+    if (!__atomic_load_n(&table_ready, __ATOMIC_ACQUIRE)) build_table();
+    const uint8_t *p = data;
+    uint32_t c = ~crc;
+    while (len && ((uintptr_t)p & 7)) { c = table[0][(c ^ *p++) & 0xff] ^ (c >> 8); len--; }
+    while (len >= 8) {
+        uint64_t w;
+        __builtin_memcpy(&w, p, 8);
+        w ^= c;
+        c = table[7][w & 0xff] ^ table[6][(w >> 8) & 0xff] ^ table[5][(w >> 16) & 0xff] ^
+            table[4][(w >> 24) & 0xff] ^ table[3][(w >> 32) & 0xff] ^ table[2][(w >> 40) & 0xff] ^
+            table[1][(w >> 48) & 0xff] ^ table[0][w >> 56];
+        p += 8; len -= 8;
+    }
+    while (len--) c = table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+    return ~c;
+}
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+__attribute__((target("sse4.2")))
+static uint32_t crc32c_hw(uint32_t crc, const void *data, size_t len) {
+    const uint8_t *p = data;
+    uint64_t c = (uint32_t)~crc;
+    while (len && ((uintptr_t)p & 7)) { c = _mm_crc32_u8((uint32_t)c, *p++); len--; }
+    while (len >= 8) { uint64_t w; __builtin_memcpy(&w, p, 8); c = _mm_crc32_u64(c, w); p += 8; len -= 8; }
+    while (len--) c = _mm_crc32_u8((uint32_t)c, *p++);
+    return ~(uint32_t)c;
+}
+int ccairn_have_sse42(void) { return __builtin_cpu_supports("sse4.2"); }
+#else
+static uint32_t crc32c_hw(uint32_t crc, const void *data, size_t len) { return ccairn_crc32c_sw(crc, data, len); }
+int ccairn_have_sse42(void) { return 0; }
+#endif
+
+uint32_t ccairn_crc32c(uint32_t crc, const void *data, size_t len) {
+    static int have = -1;
+    if (have < 0) have = ccairn_have_sse42();
+    return have ? crc32c_hw(crc, data, len) : ccairn_crc32c_sw(crc, data, len);
+}

@@ -1,0 +1,110 @@
+import CCairn
+import CairnIO
+import Glibc
+import Logging
+
+/// A LUN's blocks in one local sparse file, read and written with O_DIRECT through the loop's
+/// io_uring. Where the filesystem refuses O_DIRECT (tmpfs), it falls back to buffered I/O and
+/// says so; FUA and flush then rely on fdatasync, which is correct either way.
+public final class FileBlockStore: BlockStore, @unchecked Sendable {
+    // Immutable after init; the fd is used only through the owning loop.
+    public let blockSize: Int
+    public let blockCount: UInt64
+    public let supportsUnmap = true
+    public let path: String
+    public let direct: Bool
+    let fd: Int32
+    let loop: EventLoop
+
+    /// Opens (creating if needed) `path` as a volume of `size` bytes. An existing file of another
+    /// non-zero size is refused rather than silently resized.
+    public init(path: String, size: UInt64, blockSize: Int = 512, loop: EventLoop, logger: Logger) throws(BlockStoreError) {
+        precondition(blockSize == 512 || blockSize == 4096)
+        guard size > 0, size % UInt64(blockSize) == 0 else {
+            throw .unavailable("size \(size) is not a positive multiple of \(blockSize)")
+        }
+        self.path = path
+        self.blockSize = blockSize
+        self.blockCount = size / UInt64(blockSize)
+        self.loop = loop
+        var fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | CCAIRN_O_DIRECT, 0o644)
+        var direct = true
+        if fd < 0 && errno == EINVAL {
+            logger.warning("O_DIRECT not supported here; using buffered I/O with fdatasync", metadata: ["path": "\(path)"])
+            fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            direct = false
+        }
+        guard fd >= 0 else { throw .unavailable("open \(path): \(String(cString: strerror(errno)))") }
+        var st = stat()
+        fstat(fd, &st)
+        if st.st_size != 0 && UInt64(st.st_size) != size {
+            Glibc.close(fd)
+            throw .unavailable("\(path) holds \(st.st_size) bytes, not the \(size) asked for")
+        }
+        if st.st_size == 0 && ftruncate(fd, off_t(size)) != 0 {
+            let e = errno
+            Glibc.close(fd)
+            throw .unavailable("ftruncate \(path): \(String(cString: strerror(e)))")
+        }
+        self.fd = fd
+        self.direct = direct
+    }
+
+    public func read(lba: UInt64, count: Int, into buffer: IOBuffer) async throws(BlockStoreError) {
+        do {
+            try await loop.readFully(fd: fd, into: buffer.base, length: count * blockSize, offset: lba * UInt64(blockSize))
+        } catch {
+            throw .medium(read: true, error.description)
+        }
+    }
+
+    public func write(lba: UInt64, count: Int, from buffer: IOBuffer, fua: Bool) async throws(BlockStoreError) {
+        do {
+            try await loop.writeFully(fd: fd, from: buffer.base, length: count * blockSize, offset: lba * UInt64(blockSize))
+            if fua { try await loop.fdatasync(fd: fd) }
+        } catch {
+            throw FileBlockStore.map(error, read: false)
+        }
+    }
+
+    public func flush() async throws(BlockStoreError) {
+        do { try await loop.fdatasync(fd: fd) } catch { throw FileBlockStore.map(error, read: false) }
+    }
+
+    public func unmap(lba: UInt64, count: UInt64) async throws(BlockStoreError) {
+        guard count > 0 else { return }
+        do {
+            try await loop.punchHole(fd: fd, offset: lba * UInt64(blockSize), length: Int(count) * blockSize)
+        } catch {
+            throw FileBlockStore.map(error, read: false)
+        }
+    }
+
+    public func allocation(at lba: UInt64) async throws(BlockStoreError) -> (mapped: Bool, count: UInt64) {
+        let bs = UInt64(blockSize)
+        let end = blockCount * bs
+        let off = lba * bs
+        let data = lseek(fd, off_t(off), CCAIRN_SEEK_DATA)
+        if data < 0 {
+            // ENXIO: no data from here to the end of the file.
+            return (false, blockCount - lba)
+        }
+        if UInt64(data) > off {
+            let holeEnd = min(UInt64(data), end)
+            return (false, max(1, (holeEnd - off) / bs))
+        }
+        let hole = lseek(fd, off_t(off), CCAIRN_SEEK_HOLE)
+        let dataEnd = hole < 0 ? end : min(UInt64(hole), end)
+        return (true, max(1, (dataEnd - off + bs - 1) / bs))
+    }
+
+    public func close() async {
+        try? await flush()
+        Glibc.close(fd)
+    }
+
+    static func map(_ error: IOError, read: Bool) -> BlockStoreError {
+        if case .errno(let e, _) = error, e == ENOSPC || e == EDQUOT { return .noSpace }
+        return .medium(read: read, error.description)
+    }
+}

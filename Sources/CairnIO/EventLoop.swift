@@ -1,0 +1,350 @@
+import CCairn
+import DequeModule
+import Glibc
+import HeapModule
+import Logging
+import Synchronization
+
+/// One thread that owns the process's file descriptors: it blocks in `epoll_wait`, drives an
+/// io_uring for file I/O (whose eventfd sits in the same epoll set), runs the jobs of the actors
+/// and tasks pinned to it, and fires timers.
+///
+/// It is both a `SerialExecutor` (for actors: connection, session, volume) and a `TaskExecutor`
+/// (for `Task(executorPreference:)`), through two separate executor objects so a job runs the way
+/// it was enqueued (see notes/swift-io-probe.md §3: that choice is worth 10x on a hop).
+///
+/// Thread confinement: every `var` below except `inbox` is touched only on the loop thread.
+/// That is the invariant behind `@unchecked Sendable`; `assertInLoop()` checks it in debug builds.
+public final class EventLoop: @unchecked Sendable {
+    public let name: String
+    let id: UInt64
+    let logger: Logger
+
+    // epoll: registration ids 0 and 1 are the wake and uring eventfds; sockets get 2...
+    let epfd: Int32
+    let wakeFD: Int32
+    let ringFD: Int32
+    var ring = io_uring()
+    let ringEntries: UInt32 = 512
+    var sqesPending: UInt32 = 0
+
+    // io_uring completions: user_data is an index into `ioSlots`.
+    var ioSlots: [UnsafeContinuation<Int32, Never>?] = []
+    var ioFree: [Int] = []
+    var ioInFlight = 0
+
+    // Sockets: user data is an index into `registrations`.
+    var registrations: [SocketRegistration?] = [nil, nil]
+    var registrationFree: [Int] = []
+
+    // Jobs to run in this turn, with how they were enqueued.
+    var local = Deque<(UnownedJob, Bool)>()
+    let inbox = Mutex(Inbox())
+
+    var timers = Heap<TimerEntry>()
+    var timerSeq: UInt64 = 0
+
+    public let serialExecutor: LoopSerialExecutor
+    public let taskExecutor: LoopTaskExecutor
+    public let buffers: BufferPool
+
+    private var thread: pthread_t?
+    private let stopped = Atomic<Bool>(false)
+
+    static let nextID = Atomic<UInt64>(1)
+
+    struct Inbox: ~Copyable {
+        var jobs: [(UnownedJob, Bool)] = []
+        var calls: [@Sendable () -> Void] = []
+        var sleeping = false
+        var stopRequested = false
+    }
+
+    public init(name: String = "cairn-loop", logger: Logger? = nil) throws(IOError) {
+        self.name = name
+        self.id = EventLoop.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        self.logger = logger ?? Logger(label: "cairn.loop")
+        epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard epfd >= 0 else { throw IOError.errno(errno, "epoll_create1") }
+        wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        ringFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        guard wakeFD >= 0, ringFD >= 0 else { throw IOError.errno(errno, "eventfd") }
+        let rc = io_uring_queue_init(ringEntries, &ring, 0)
+        guard rc == 0 else { throw IOError.errno(-rc, "io_uring_queue_init") }
+        guard io_uring_register_eventfd(&ring, ringFD) == 0 else { throw IOError.errno(errno, "io_uring_register_eventfd") }
+        serialExecutor = LoopSerialExecutor()
+        taskExecutor = LoopTaskExecutor()
+        buffers = BufferPool()
+        serialExecutor.loop = self
+        taskExecutor.loop = self
+        buffers.owner = self
+        // Both eventfds are edge-triggered and never read: each write makes a new edge.
+        try addToEpoll(fd: wakeFD, data: 0, events: EPOLLIN.rawValue | EPOLLET.rawValue)
+        try addToEpoll(fd: ringFD, data: 1, events: EPOLLIN.rawValue | EPOLLET.rawValue)
+    }
+
+    /// Starts the loop thread.
+    public func start() {
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var t = pthread_t()
+        let rc = pthread_create(&t, nil, { arg in
+            let loop = Unmanaged<EventLoop>.fromOpaque(arg!).takeRetainedValue()
+            loop.run()
+            return nil
+        }, box)
+        precondition(rc == 0, "pthread_create failed: \(rc)")
+        thread = t
+    }
+
+    /// Asks the loop to stop after its current turn and waits for the thread to end.
+    public func stopAndJoin() {
+        inbox.withLock { $0.stopRequested = true }
+        wake()
+        if let t = thread { pthread_join(t, nil) }
+        thread = nil
+    }
+
+    deinit {
+        io_uring_queue_exit(&ring)
+        close(epfd); close(wakeFD); close(ringFD)
+    }
+
+    public var inLoop: Bool { ccairn_loop_id() == id }
+
+    @inline(__always)
+    public func assertInLoop(file: StaticString = #fileID, line: UInt = #line) {
+        assert(inLoop, "not on event loop \(name)", file: file, line: line)
+    }
+
+    // MARK: - Running work on the loop from anywhere
+
+    /// Runs `body` on the loop thread (synchronously, as part of a loop turn).
+    public func execute(_ body: @escaping @Sendable () -> Void) {
+        let needWake = inbox.withLock { inbox -> Bool in
+            inbox.calls.append(body)
+            let w = inbox.sleeping
+            inbox.sleeping = false
+            return w
+        }
+        if needWake { wake() }
+    }
+
+    /// Runs an async body as a task that prefers this loop, and returns its value.
+    public func run<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await Task(executorPreference: taskExecutor) { try await body() }.value
+    }
+
+    func enqueue(_ job: UnownedJob, serial: Bool) {
+        if inLoop {
+            local.append((job, serial))
+            return
+        }
+        let needWake = inbox.withLock { inbox -> Bool in
+            inbox.jobs.append((job, serial))
+            let w = inbox.sleeping
+            inbox.sleeping = false
+            return w
+        }
+        if needWake { wake() }
+    }
+
+    private func wake() {
+        eventfd_write(wakeFD, 1)
+    }
+
+    // MARK: - The loop
+
+    private func run() {
+        ccairn_set_loop_id(id)
+        var events = [epoll_event](repeating: epoll_event(), count: 256)
+        var cqeData = [UInt64](repeating: 0, count: 256)
+        var cqeRes = [Int32](repeating: 0, count: 256)
+        var calls: [@Sendable () -> Void] = []
+        var stopping = false
+        while true {
+            // 1. Take what other threads posted.
+            var taken: [(UnownedJob, Bool)] = []
+            inbox.withLock { inbox in
+                if !inbox.jobs.isEmpty { swap(&taken, &inbox.jobs) }
+                if !inbox.calls.isEmpty { swap(&calls, &inbox.calls) }
+                if inbox.stopRequested { stopping = true }
+            }
+            local.append(contentsOf: taken)
+            for call in calls { call() }
+            calls.removeAll(keepingCapacity: true)
+            if stopping { break }
+
+            // 2. Run jobs, including those they enqueue, up to a budget so I/O keeps flowing.
+            var budget = 4096
+            while budget > 0, let (job, serial) = local.popFirst() {
+                if serial {
+                    job.runSynchronously(on: serialExecutor.asUnownedSerialExecutor())
+                } else {
+                    job.runSynchronously(on: taskExecutor.asUnownedTaskExecutor())
+                }
+                budget -= 1
+            }
+
+            // 3. One submit for every SQE queued this turn.
+            flushSubmissions()
+
+            // 4. Completions, without a syscall.
+            reapCompletions(&cqeData, &cqeRes)
+
+            // 5. Timers that are due.
+            let now = monotonicNanos()
+            while let first = timers.min, first.deadline <= now {
+                let t = timers.removeMin()
+                t.continuation.resume()
+            }
+
+            // 6. Wait for events, or just poll if there is work.
+            var timeout: Int32 = 0
+            if local.isEmpty {
+                let hasWork = inbox.withLock { inbox -> Bool in
+                    if inbox.jobs.isEmpty && inbox.calls.isEmpty && !inbox.stopRequested {
+                        inbox.sleeping = true
+                        return false
+                    }
+                    return true
+                }
+                if !hasWork {
+                    if let first = timers.min {
+                        let delta = first.deadline > now ? first.deadline - now : 0
+                        timeout = Int32(min((delta + 999_999) / 1_000_000, 60_000))
+                    } else {
+                        timeout = -1
+                    }
+                }
+            }
+            let n = events.withUnsafeMutableBufferPointer { buf in
+                epoll_wait(epfd, buf.baseAddress, Int32(buf.count), timeout)
+            }
+            if timeout != 0 { inbox.withLock { $0.sleeping = false } }
+            if n > 0 {
+                for i in 0..<Int(n) {
+                    let ev = events[i]
+                    let data = ev.data.u64
+                    if data == 0 { continue }
+                    if data == 1 { reapCompletions(&cqeData, &cqeRes); continue }
+                    if let reg = registrations[Int(data)] { reg.signal(events: ev.events) }
+                }
+            }
+        }
+        ccairn_set_loop_id(0)
+    }
+
+    private func reapCompletions(_ data: inout [UInt64], _ res: inout [Int32]) {
+        while true {
+            let n = data.withUnsafeMutableBufferPointer { d in
+                res.withUnsafeMutableBufferPointer { r in
+                    ccairn_uring_reap(&ring, d.baseAddress, r.baseAddress, UInt32(d.count))
+                }
+            }
+            if n == 0 { return }
+            for i in 0..<Int(n) {
+                let slot = Int(data[i])
+                guard slot < ioSlots.count, let c = ioSlots[slot] else { continue }
+                ioSlots[slot] = nil
+                ioFree.append(slot)
+                ioInFlight -= 1
+                c.resume(returning: res[i])
+            }
+        }
+    }
+
+    func flushSubmissions() {
+        guard sqesPending > 0 else { return }
+        let rc = io_uring_submit(&ring)
+        if rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY {
+            logger.error("io_uring_submit failed", metadata: ["errno": "\(-rc)"])
+        }
+        sqesPending = 0
+    }
+
+    func addToEpoll(fd: Int32, data: UInt64, events: UInt32) throws(IOError) {
+        var ev = epoll_event()
+        ev.events = events
+        ev.data.u64 = data
+        if epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0 { throw IOError.errno(errno, "epoll_ctl add") }
+    }
+
+    // MARK: - Timers
+
+    struct TimerEntry: Comparable {
+        let deadline: UInt64
+        let seq: UInt64
+        let continuation: UnsafeContinuation<Void, Never>
+        static func < (a: Self, b: Self) -> Bool { (a.deadline, a.seq) < (b.deadline, b.seq) }
+        static func == (a: Self, b: Self) -> Bool { a.seq == b.seq }
+    }
+
+    /// Suspends for `nanoseconds` on the loop (no hop to the global executor).
+    nonisolated(nonsending)
+    public func sleep(nanoseconds: UInt64) async {
+        await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
+            if inLoop {
+                addTimer(nanoseconds, c)
+            } else {
+                execute { self.addTimer(nanoseconds, c) }
+            }
+        }
+    }
+
+    private func addTimer(_ ns: UInt64, _ c: UnsafeContinuation<Void, Never>) {
+        timerSeq += 1
+        timers.insert(TimerEntry(deadline: monotonicNanos() &+ ns, seq: timerSeq, continuation: c))
+    }
+}
+
+public func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+/// The loop as an actor's executor. Jobs enqueued here run isolated to it.
+public final class LoopSerialExecutor: SerialExecutor, @unchecked Sendable {
+    // Set once in EventLoop.init before the loop is shared; never changed after.
+    unowned(unsafe) var loop: EventLoop!
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        loop.enqueue(UnownedJob(job), serial: true)
+    }
+
+    public func checkIsolated() {
+        precondition(loop.inLoop, "expected to run on event loop \(loop.name)")
+    }
+
+    public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+        UnownedSerialExecutor(ordinary: self)
+    }
+}
+
+/// The loop as a task executor, for tasks and nonisolated code that should run on it.
+public final class LoopTaskExecutor: TaskExecutor, @unchecked Sendable {
+    // Set once in EventLoop.init before the loop is shared; never changed after.
+    unowned(unsafe) var loop: EventLoop!
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        loop.enqueue(UnownedJob(job), serial: false)
+    }
+
+    public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
+        UnownedTaskExecutor(ordinary: self)
+    }
+}
+
+public enum IOError: Error, CustomStringConvertible, Equatable {
+    case errno(Int32, String)
+    case closed
+    case timedOut
+
+    public var description: String {
+        switch self {
+        case .errno(let e, let what): return "\(what): \(String(cString: strerror(e))) (\(e))"
+        case .closed: return "connection closed"
+        case .timedOut: return "timed out"
+        }
+    }
+}
