@@ -1,5 +1,10 @@
 #include "CCairn.h"
 #include <sys/socket.h>
+#include <signal.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <errno.h>
+#include <string.h>
 
 int ccairn_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
     return accept4(fd, addr, len, flags);
@@ -65,4 +70,26 @@ uint32_t ccairn_crc32c(uint32_t crc, const void *data, size_t len) {
     static int have = -1;
     if (have < 0) have = ccairn_have_sse42();
     return have ? crc32c_hw(crc, data, len) : ccairn_crc32c_sw(crc, data, len);
+}
+
+static int signal_pipe[2] = {-1, -1};
+
+static void on_signal(int signo) {
+    int saved = errno;
+    unsigned char b = (unsigned char)signo;
+    ssize_t rc = write(signal_pipe[1], &b, 1);
+    (void)rc;
+    errno = saved;
+}
+
+int ccairn_signal_pipe(const int *signals, int count) {
+    if (signal_pipe[0] < 0 && pipe2(signal_pipe, O_NONBLOCK | O_CLOEXEC) != 0) return -1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    for (int i = 0; i < count; i++) sigaction(signals[i], &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return signal_pipe[0];
 }

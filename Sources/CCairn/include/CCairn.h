@@ -52,4 +52,9 @@ uint32_t ccairn_crc32c(uint32_t crc, const void *data, size_t len);
 uint32_t ccairn_crc32c_sw(uint32_t crc, const void *data, size_t len);
 int ccairn_have_sse42(void);
 
+// Signals as bytes on a non-blocking self-pipe (the handler only write()s, which is
+// async-signal-safe), so the event loop can wait for SIGINT/SIGTERM in its epoll set.
+// Returns the pipe's read end, or -1.
+int ccairn_signal_pipe(const int *signals, int count);
+
 #endif

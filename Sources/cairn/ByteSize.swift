@@ -1,0 +1,60 @@
+import ArgumentParser
+
+/// A size on the command line: plain bytes or with a unit (K, M, G, T; KiB/MiB/... are the same
+/// binary units; KB/MB/... are decimal).
+struct ByteSize: ExpressibleByArgument, CustomStringConvertible {
+    let bytes: UInt64
+
+    init?(argument: String) {
+        let s = argument.trimmingCharacters(in: " ")
+        let digits = s.prefix { $0.isNumber }
+        guard !digits.isEmpty, let n = UInt64(digits) else { return nil }
+        let unit = s.dropFirst(digits.count).lowercased()
+        let mult: UInt64
+        switch unit {
+        case "", "b": mult = 1
+        case "k", "ki", "kib": mult = 1 << 10
+        case "m", "mi", "mib": mult = 1 << 20
+        case "g", "gi", "gib": mult = 1 << 30
+        case "t", "ti", "tib": mult = 1 << 40
+        case "kb": mult = 1_000
+        case "mb": mult = 1_000_000
+        case "gb": mult = 1_000_000_000
+        case "tb": mult = 1_000_000_000_000
+        default: return nil
+        }
+        let (v, overflow) = n.multipliedReportingOverflow(by: mult)
+        guard !overflow else { return nil }
+        bytes = v
+    }
+
+    var description: String { "\(bytes)" }
+}
+
+extension String {
+    func trimmingCharacters(in set: Character) -> String {
+        var s = Substring(self)
+        while s.first == set { s = s.dropFirst() }
+        while s.last == set { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+/// HOST:PORT, with [v6]:PORT accepted.
+struct HostPort: ExpressibleByArgument, CustomStringConvertible {
+    let host: String
+    let port: UInt16
+
+    init?(argument: String) {
+        guard let colon = argument.lastIndex(of: ":"), let port = UInt16(argument[argument.index(after: colon)...]) else {
+            return nil
+        }
+        var host = String(argument[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        self.host = host
+        self.port = port
+    }
+
+    var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}

@@ -1,0 +1,2 @@
+import ArgumentParser
+struct ControllerCommand: AsyncParsableCommand {}

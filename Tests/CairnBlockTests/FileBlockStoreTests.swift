@@ -1,0 +1,100 @@
+import CairnBlock
+import CairnIO
+import Glibc
+import Logging
+import Testing
+
+/// Runs `body` as a task on a fresh loop, the way the SCSI layer calls the store.
+func onLoop<T: Sendable>(_ body: @escaping @Sendable (EventLoop) async throws -> T) async throws -> T {
+    let loop = try EventLoop()
+    loop.start()
+    defer { loop.stopAndJoin() }
+    return try await loop.run { try await body(loop) }
+}
+
+func tempPath(_ tag: String) -> String { "/tmp/cairn-block-\(tag)-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).img" }
+
+@Suite struct FileBlockStoreTests {
+    let logger = Logger(label: "test")
+
+    @Test func writeThenReadReturnsTheSameBlocks() async throws {
+        let path = tempPath("rw")
+        defer { unlink(path) }
+        let logger = self.logger
+        let ok = try await onLoop { loop in
+            let store = try FileBlockStore(path: path, size: 1 << 20, loop: loop, logger: logger)
+            let out = loop.buffers.take(8 * 512)
+            let back = loop.buffers.take(8 * 512)
+            defer { loop.buffers.give(out); loop.buffers.give(back) }
+            for i in 0..<out.count { out.base.storeBytes(of: UInt8(truncatingIfNeeded: i &* 31 &+ 1), toByteOffset: i, as: UInt8.self) }
+            try await store.write(lba: 100, count: 8, from: out, fua: true)
+            try await store.read(lba: 100, count: 8, into: back)
+            let same = memcmp(out.base, back.base, out.count) == 0
+            await store.close()
+            return same
+        }
+        #expect(ok)
+    }
+
+    @Test func freshVolumeIsSparseAndReadsZeros() async throws {
+        let path = tempPath("sparse")
+        defer { unlink(path) }
+        let logger = self.logger
+        let (mapped, count, zeros) = try await onLoop { loop in
+            let store = try FileBlockStore(path: path, size: 64 << 20, loop: loop, logger: logger)
+            let back = loop.buffers.take(4096)
+            defer { loop.buffers.give(back) }
+            try await store.read(lba: 5000, count: 8, into: back)
+            let zeros = back.bytes.allSatisfy { $0 == 0 }
+            let a = try await store.allocation(at: 0)
+            await store.close()
+            return (a.mapped, a.count, zeros)
+        }
+        #expect(!mapped)
+        #expect(count == (64 << 20) / 512)
+        #expect(zeros)
+        var st = stat()
+        stat(path, &st)
+        #expect(st.st_blocks == 0)
+    }
+
+    @Test func unmapPunchesAHoleThatReadsZeros() async throws {
+        let path = tempPath("unmap")
+        defer { unlink(path) }
+        let logger = self.logger
+        let (before, after, zeros) = try await onLoop { loop in
+            let store = try FileBlockStore(path: path, size: 4 << 20, loop: loop, logger: logger)
+            let buf = loop.buffers.take(64 * 1024)
+            defer { loop.buffers.give(buf) }
+            memset(buf.base, 0xAB, buf.count)
+            try await store.write(lba: 1024, count: 128, from: buf, fua: false)
+            let before = try await store.allocation(at: 1024)
+            try await store.unmap(lba: 1024, count: 128)
+            let after = try await store.allocation(at: 1024)
+            try await store.read(lba: 1024, count: 128, into: buf)
+            let zeros = buf.bytes.allSatisfy { $0 == 0 }
+            await store.close()
+            return (before, after, zeros)
+        }
+        #expect(before.mapped && before.count >= 128)
+        #expect(!after.mapped)
+        #expect(zeros)
+    }
+
+    @Test func reopeningWithAnotherSizeIsRefused() async throws {
+        let path = tempPath("size")
+        defer { unlink(path) }
+        let logger = self.logger
+        let refused = try await onLoop { loop -> Bool in
+            let a = try FileBlockStore(path: path, size: 1 << 20, loop: loop, logger: logger)
+            await a.close()
+            do {
+                _ = try FileBlockStore(path: path, size: 2 << 20, loop: loop, logger: logger)
+                return false
+            } catch {
+                return true
+            }
+        }
+        #expect(refused)
+    }
+}
