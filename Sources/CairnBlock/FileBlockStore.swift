@@ -60,8 +60,8 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
 
     public func write(lba: UInt64, count: Int, from buffer: IOBuffer, fua: Bool) async throws(BlockStoreError) {
         do {
-            try await loop.writeFully(fd: fd, from: buffer.base, length: count * blockSize, offset: lba * UInt64(blockSize))
-            if fua { try await loop.fdatasync(fd: fd) }
+            try await loop.writeFully(fd: fd, from: buffer.base, length: count * blockSize, offset: lba * UInt64(blockSize),
+                                      durable: fua)
         } catch {
             throw FileBlockStore.map(error, read: false)
         }

@@ -5,7 +5,8 @@ import Glibc
 /// batched: an SQE queued here goes to the kernel with the rest of this loop turn's.
 extension EventLoop {
     public enum FileOp: Sendable {
-        case read, write, fsync, fdatasync, punchHole, nop
+        /// `writeDurable` is a write with RWF_DSYNC: durable on completion, one op instead of two.
+        case read, write, writeDurable, fsync, fdatasync, punchHole, nop
     }
 
     /// Queues one SQE and suspends until its completion. Returns the CQE result (>= 0, or -errno).
@@ -45,6 +46,9 @@ extension EventLoop {
             io_uring_prep_read(sqe, fd, buffer.base, UInt32(length), offset)
         case .write:
             io_uring_prep_write(sqe, fd, buffer.base, UInt32(length), offset)
+        case .writeDurable:
+            io_uring_prep_write(sqe, fd, buffer.base, UInt32(length), offset)
+            sqe.pointee.rw_flags = CCAIRN_RWF_DSYNC
         case .fsync:
             io_uring_prep_fsync(sqe, fd, 0)
         case .fdatasync:
@@ -78,12 +82,14 @@ extension EventLoop {
         }
     }
 
-    /// Writes exactly `length` bytes at `offset`, retrying short writes.
+    /// Writes exactly `length` bytes at `offset`, retrying short writes. With `durable`, each
+    /// write carries RWF_DSYNC, so the data is on stable storage when this returns.
     nonisolated(nonsending)
-    public func writeFully(fd: Int32, from buffer: UnsafeMutableRawPointer, length: Int, offset: UInt64) async throws(IOError) {
+    public func writeFully(fd: Int32, from buffer: UnsafeMutableRawPointer, length: Int, offset: UInt64,
+                           durable: Bool = false) async throws(IOError) {
         var done = 0
         while done < length {
-            let rc = await submit(.write, fd: fd, buffer: buffer + done, length: length - done, offset: offset + UInt64(done))
+            let rc = await submit(durable ? .writeDurable : .write, fd: fd, buffer: buffer + done, length: length - done, offset: offset + UInt64(done))
             if rc < 0 {
                 if rc == -EINTR || rc == -EAGAIN { continue }
                 throw IOError.errno(-rc, "write")

@@ -24,6 +24,7 @@ static const int CCAIRN_FALLOC_FL_KEEP_SIZE = 0x01;
 static const int CCAIRN_FALLOC_FL_PUNCH_HOLE = 0x02;
 static const int CCAIRN_SEEK_DATA = 3;
 static const int CCAIRN_SEEK_HOLE = 4;
+static const int CCAIRN_RWF_DSYNC = 0x00000002;  /* linux/fs.h: per-write O_DSYNC */
 
 int ccairn_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 
