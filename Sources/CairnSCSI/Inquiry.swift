@@ -94,10 +94,12 @@ extension SCSITarget {
         d.set(4, UInt64(lu.maxTransferBlocks), 4)
         d.set(8, UInt64(min(lu.maxTransferBlocks, max(1, (1 << 20) / lu.blockSize))), 4)
         d.set(12, UInt64(lu.maxTransferBlocks), 4)              // max prefetch
-        d.set(16, LogicalUnit.maxUnmapBlocks, 4)
-        d.set(20, UInt64(LogicalUnit.maxUnmapDescriptors), 4)
-        d.set(24, UInt64(max(1, 4096 / lu.blockSize)), 4)       // optimal unmap granularity
-        d.set(28, 0x8000_0000, 4)                               // UGAVALID, alignment 0
+        if lu.store.supportsUnmap {
+            d.set(16, LogicalUnit.maxUnmapBlocks, 4)
+            d.set(20, UInt64(LogicalUnit.maxUnmapDescriptors), 4)
+            d.set(24, UInt64(max(1, 4096 / lu.blockSize)), 4)   // optimal unmap granularity
+            d.set(28, 0x8000_0000, 4)                           // UGAVALID, alignment 0
+        }
         d.set(32, LogicalUnit.maxWriteSameBlocks, 8)
         return d
     }

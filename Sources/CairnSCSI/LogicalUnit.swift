@@ -23,7 +23,7 @@ final class LogicalUnit {
 
     static let maxTransferBytes = 16 << 20
     static let maxWriteSameBlocks: UInt64 = 0x40_0000
-    static let maxUnmapBlocks: UInt64 = 0x40_0000
+    static let maxUnmapBlocks: UInt64 = 0x10_0000  // libiscsi finds more than 1 Mi blocks "insane"
     static let maxUnmapDescriptors = 256
     static let maxCompareAndWriteBlocks = 255
     /// GET LBA STATUS returns at most this many descriptors.
@@ -81,6 +81,8 @@ struct ModeParameters: Equatable {
     /// Informational exceptions page: DEXCPT and MRIE.
     var dexcpt = true
     var mrie: UInt8 = 0
+    /// Control page: software write protect.
+    var swp = false
 }
 
 /// Unit attention conditions queued per I_T nexus, oldest first.

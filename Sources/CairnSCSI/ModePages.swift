@@ -2,7 +2,7 @@ import CairnBlock
 import CairnIO
 
 /// Mode pages (SPC-4 7.5, SBC-3 6.4): read-write error recovery (01h), caching (08h), control
-/// (0Ah) and informational exceptions (1Ch). Only WCE, RCD, D_SENSE, DEXCPT and MRIE change.
+/// (0Ah) and informational exceptions (1Ch). Only WCE, RCD, D_SENSE, SWP, DEXCPT and MRIE change.
 enum ModePage {
     static let codes: [UInt8] = [0x01, 0x08, 0x0A, 0x1C]
 
@@ -27,8 +27,10 @@ enum ModePage {
             d[0] = 0x0A; d[1] = 0x0A
             if mask {
                 d[2] = 0x04
+                d[4] = 0x08
             } else {
                 d[2] = v.dSense ? 0x04 : 0
+                d[4] = v.swp ? 0x08 : 0
                 d[3] = 0x10            // QUEUE ALGORITHM MODIFIER 1: unrestricted reordering
                 d[8] = 0xFF; d[9] = 0xFF // busy timeout: unlimited
             }
@@ -48,7 +50,7 @@ enum ModePage {
     static func apply(_ p: [UInt8], to m: inout ModeParameters) {
         switch p[0] & 0x3F {
         case 0x08: m.wce = p[2] & 0x04 != 0; m.rcd = p[2] & 0x01 != 0
-        case 0x0A: m.dSense = p[2] & 0x04 != 0
+        case 0x0A: m.dSense = p[2] & 0x04 != 0; m.swp = p[4] & 0x08 != 0
         case 0x1C: m.dexcpt = p[2] & 0x08 != 0; m.mrie = p[3] & 0x0F
         default: break
         }
@@ -91,7 +93,7 @@ extension SCSITarget {
                 bd.put(UInt64(lu.blockSize) & 0xFF_FFFF, 4)
             }
         }
-        let deviceSpecific: UInt8 = 0x10   // DPOFUA
+        let deviceSpecific: UInt8 = 0x10 | (lu.mode.swp ? 0x80 : 0)   // DPOFUA, WP
         var d: [UInt8] = []
         if ten {
             d.put(UInt64(6 + bd.count + pages.count), 2)

@@ -135,8 +135,10 @@ public actor SCSITarget {
         case Opcode.read10, Opcode.read16, Opcode.read12, Opcode.read6:
             return try await read(lu, c)
         case Opcode.write10, Opcode.write16, Opcode.write12, Opcode.write6:
+            if lu.mode.swp { throw .writeProtected }
             return try await write(lu, c, verify: false)
         case Opcode.writeVerify10, Opcode.writeVerify12, Opcode.writeVerify16:
+            if lu.mode.swp { throw .writeProtected }
             return try await write(lu, c, verify: true)
         case Opcode.testUnitReady:
             return .good
@@ -159,10 +161,13 @@ public actor SCSITarget {
         case Opcode.syncCache10, Opcode.syncCache16:
             return try await synchronizeCache(lu, c)
         case Opcode.writeSame10, Opcode.writeSame16:
+            if lu.mode.swp { throw .writeProtected }
             return try await writeSame(lu, c)
         case Opcode.unmap:
+            if lu.mode.swp { throw .writeProtected }
             return try await unmap(lu, c)
         case Opcode.compareAndWrite:
+            if lu.mode.swp { throw .writeProtected }
             return try await compareAndWrite(lu, c)
         case Opcode.prefetch10, Opcode.prefetch16:
             return try prefetch(lu, c)

@@ -23,11 +23,13 @@ extension SCSITarget {
         let bs = lu.blockSize
         var block: IOBuffer?
         if !ndob {
-            guard let d = c.dataOut, min(c.dataOutLength, d.count) >= bs else { throw .invalidFieldInCDB }
+            // Exactly one block of data-out: anything else is a malformed command.
+            guard let d = c.dataOut, c.dataOutLength == bs, d.count >= bs else { throw .invalidFieldInCDB }
             block = d
         }
-        let zero = block.map { isZero($0.base, bs) } ?? true
-        if unmapBit && zero && lu.store.supportsUnmap {
+        // With UNMAP the range is deallocated whatever the data (LBPRZ: it then reads zeros;
+        // libiscsi's WriteSame*.UnmapUntilEnd expects exactly that).
+        if unmapBit && lu.store.supportsUnmap {
             let id = await lockRange(lu, lba: lba, count: n, exclusive: false)
             defer { lu.locks.release(id) }
             do { try await lu.store.unmap(lba: lba, count: n) } catch { throw .from(error) }
@@ -57,6 +59,7 @@ extension SCSITarget {
     }
 }
 
+/// True if `n` bytes at `p` are all zero.
 func isZero(_ p: UnsafeRawPointer, _ n: Int) -> Bool {
     var i = 0
     while i + 8 <= n {

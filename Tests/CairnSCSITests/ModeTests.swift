@@ -78,6 +78,18 @@ func modeSelect6(_ page: [UInt8]) -> (cdb: [UInt8], data: [UInt8]) {
         #expect(r.sense.first == 0x72 && r.isCheck(0x05, 0x21, 0x00))
     }
 
+    @Test func softwareWriteProtectRefusesWritesButNotReads() async throws {
+        let h = try Harness()
+        var page = pages6(await h.run(modeSense6(page: 0x0A)).data)[0x0A]!
+        page[4] |= 0x08
+        let s = modeSelect6(page)
+        #expect(await h.run(s.cdb, data: s.data).good)
+        #expect(await h.run(modeSense6(page: 0x0A)).data[2] & 0x80 != 0)
+        #expect(await h.run(read10(0, 1)).good)
+        #expect(await h.run(write10(0, 1), data: pattern(512, seed: 1)).isCheck(0x07, 0x27, 0x00))
+        #expect(await h.run([0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], data: unmapList([(0, 1)])).isCheck(0x07, 0x27, 0x00))
+    }
+
     @Test func modeSelectChangingAFixedBitIsInvalidFieldInParameterList() async throws {
         let h = try Harness()
         var page = pages6(await h.run(modeSense6(page: 0x08)).data)[0x08]!

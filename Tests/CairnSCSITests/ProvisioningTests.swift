@@ -84,6 +84,19 @@ func unmapList(_ ranges: [(UInt64, UInt32)]) -> [UInt8] {
         #expect(h.blocks(0, 2) == [UInt8](repeating: 0, count: 1024))
     }
 
+    @Test func writeSameWithUnmapDeallocatesEvenWithNonZeroData() async throws {
+        let h = try Harness()
+        _ = await h.run(write10(1020, 4), data: [UInt8](repeating: 0xFF, count: 2048))
+        #expect(await h.run([0x41, 0x08] + be(1020, 4) + [0, 0, 4, 0], data: [UInt8](repeating: 0xFF, count: 512)).good)
+        #expect(await h.run(read10(1020, 4)).data == [UInt8](repeating: 0, count: 2048))
+    }
+
+    @Test func writeSameWithDataOutOtherThanOneBlockIsRefused() async throws {
+        let h = try Harness()
+        #expect(await h.run([0x41, 0x08] + be(0, 4) + [0, 0, 1, 0], data: [UInt8](repeating: 0xA6, count: 256)).isCheck(0x05, 0x24, 0x00))
+        #expect(await h.run([0x41, 0x08] + be(0, 4) + [0, 0, 1, 0], data: [UInt8](repeating: 0xA6, count: 1024)).isCheck(0x05, 0x24, 0x00))
+    }
+
     @Test func writeSameRefusesAnchorZeroBlocksAndRangesPastTheEnd() async throws {
         let h = try Harness()
         let blk = [UInt8](repeating: 0, count: 512)
