@@ -71,7 +71,9 @@ extension SCSITarget {
         let desc = c.cdb[1] & 0x01 != 0
         let alloc = Int(c.cdb[4])
         let e: SCSIError
-        if let ua = lu.unitAttentions.take(for: c.nexus) {
+        if lu.sanitizing > 0 {
+            e = .sanitizeInProgress
+        } else if let ua = lu.unitAttentions.take(for: c.nexus) {
             e = SCSIError(.unitAttention, ua.asc, ua.ascq)
         } else {
             e = SCSIError(.noSense, 0, 0)

@@ -101,13 +101,16 @@ extension SCSITarget {
             d.set(28, 0x8000_0000, 4)                           // UGAVALID, alignment 0
         }
         d.set(32, LogicalUnit.maxWriteSameBlocks, 8)
+        d.set(40, UInt64(lu.maxTransferBlocks), 4)              // maximum atomic transfer length
+        d.set(48, 1, 4)                                         // atomic transfer length granularity
         return d
     }
 
-    /// Page B1h: non-rotating medium.
+    /// Page B1h: non-rotating medium; reads after a SANITIZE BLOCK ERASE succeed (WABEREQ 01b).
     func blockDeviceCharacteristics() -> [UInt8] {
         var d = [UInt8](repeating: 0, count: 0x3C)
         d.set(0, 1, 2)
+        d[3] = 0x40
         return d
     }
 

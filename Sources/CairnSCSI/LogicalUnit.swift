@@ -20,6 +20,8 @@ final class LogicalUnit {
     /// Holder of a RESERVE(6)/(10) reservation.
     var reservedBy: ITNexus?
     var unitAttentions = UnitAttentions()
+    /// SANITIZE operations running (commands are refused meanwhile).
+    var sanitizing = 0
 
     static let maxTransferBytes = 16 << 20
     static let maxWriteSameBlocks: UInt64 = 0x40_0000

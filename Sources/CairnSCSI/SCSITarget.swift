@@ -61,6 +61,8 @@ enum Opcode {
     static let write12: UInt8 = 0xAA
     static let writeVerify12: UInt8 = 0xAE
     static let verify12: UInt8 = 0xAF
+    static let sanitize: UInt8 = 0x48
+    static let writeAtomic16: UInt8 = 0x9C
 
     // Service actions.
     static let saReadCapacity16: UInt8 = 0x10
@@ -117,6 +119,9 @@ public actor SCSITarget {
            let c = lu.unitAttentions.take(for: command.nexus) {
             return SCSIError(.unitAttention, c.asc, c.ascq).response(descriptor: lu.mode.dSense)
         }
+        if lu.sanitizing > 0 && op != Opcode.inquiry && op != Opcode.reportLuns && op != Opcode.requestSense {
+            return SCSIError.sanitizeInProgress.response(descriptor: lu.mode.dSense)
+        }
         if lu.reservedBy != nil || lu.pr.reservation != nil {
             if reservationConflict(lu, command) {
                 return SCSIResponse(status: .reservationConflict)
@@ -169,6 +174,12 @@ public actor SCSITarget {
         case Opcode.compareAndWrite:
             if lu.mode.swp { throw .writeProtected }
             return try await compareAndWrite(lu, c)
+        case Opcode.writeAtomic16:
+            if lu.mode.swp { throw .writeProtected }
+            return try await writeAtomic(lu, c)
+        case Opcode.sanitize:
+            if lu.mode.swp { throw .writeProtected }
+            return try await sanitize(lu, c)
         case Opcode.prefetch10, Opcode.prefetch16:
             return try prefetch(lu, c)
         case Opcode.modeSense6, Opcode.modeSense10:

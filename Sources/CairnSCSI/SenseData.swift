@@ -50,6 +50,7 @@ public struct SCSIError: Error, Sendable, Equatable {
     public static let spaceAllocationFailed = SCSIError(.dataProtect, 0x27, 0x07)
     public static let writeProtected = SCSIError(.dataProtect, 0x27, 0x00)
     public static let notReady = SCSIError(.notReady, 0x04, 0x00)
+    public static let sanitizeInProgress = SCSIError(.notReady, 0x04, 0x1B)
 
     /// INVALID FIELD IN CDB pointing at `byte` (and `bit`, if given) of the CDB.
     public static func invalidField(cdbByte byte: Int, bit: Int? = nil) -> SCSIError {
