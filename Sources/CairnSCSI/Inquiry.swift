@@ -16,9 +16,10 @@ extension SCSITarget {
         guard let lu else { throw .lunNotSupported }
         let d: [UInt8]
         switch page {
-        case 0x00: d = vpdPage(0x00, [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2])
+        case 0x00: d = vpdPage(0x00, [0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2])
         case 0x80: d = vpdPage(0x80, Array(lu.serial.utf8))
         case 0x83: d = vpdPage(0x83, deviceIdentification(lu, portalGroupTag: c.nexus.portalGroupTag))
+        case 0x8F: d = vpdPage(0x8F, thirdPartyCopy())
         case 0xB0: d = vpdPage(0xB0, blockLimits(lu))
         case 0xB1: d = vpdPage(0xB1, blockDeviceCharacteristics())
         case 0xB2: d = vpdPage(0xB2, logicalBlockProvisioning(lu))
@@ -35,7 +36,7 @@ extension SCSITarget {
         d.append(0x06)                    // SPC-4
         d.append(0x02 | 0x10)             // response data format 2, HISUP
         d.append(0)                       // additional length, set below
-        d.append(0x00)                    // no SCCS/ACC/TPGS/3PC
+        d.append(0x08)                    // 3PC: EXTENDED COPY
         d.append(0x00)
         d.append(0x02)                    // CMDQUE
         d.putASCII(identity.vendor, 8)
@@ -82,6 +83,24 @@ extension SCSITarget {
         d.append(contentsOf: [0x51, 0x80 | 0x10 | 0x05, 0x00, 4, 0, 0])
         d.put(UInt64(portalGroupTag), 2)
         return d
+    }
+
+    /// Page 8Fh: the EXTENDED COPY (LID1) commands and descriptors we support.
+    func thirdPartyCopy() -> [UInt8] {
+        func descriptor(_ type: UInt64, _ body: [UInt8]) -> [UInt8] {
+            var b = body
+            while b.count % 4 != 0 { b.append(0) }
+            var d: [UInt8] = []
+            d.put(type, 2)
+            d.put(UInt64(b.count), 2)
+            return d + b
+        }
+        // Supported commands: EXTENDED COPY(LID1); RECEIVE COPY STATUS(LID1), OPERATING PARAMETERS.
+        let commands: [UInt8] = [0x83, 1, 0x00, 0x84, 2, 0x00, 0x03]
+        // Supported descriptors: block-to-block segment, identification CSCD.
+        let descriptors: [UInt8] = [0x02, 0xE4]
+        return descriptor(0x0001, [UInt8(commands.count)] + commands)
+            + descriptor(0x0008, [UInt8(descriptors.count)] + descriptors)
     }
 
     /// Page B0h (SBC-3 6.5.3): transfer, unmap, write same and compare-and-write limits.

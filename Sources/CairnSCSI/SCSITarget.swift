@@ -63,6 +63,8 @@ enum Opcode {
     static let verify12: UInt8 = 0xAF
     static let sanitize: UInt8 = 0x48
     static let writeAtomic16: UInt8 = 0x9C
+    static let extendedCopy: UInt8 = 0x83
+    static let receiveCopyResults: UInt8 = 0x84
 
     // Service actions.
     static let saReadCapacity16: UInt8 = 0x10
@@ -80,6 +82,8 @@ public actor SCSITarget {
     let luns: [UInt64: any BlockStore]
     /// The units, sorted by LUN; a short array is faster to search than a dictionary per command.
     let units: [LogicalUnit]
+    /// EXTENDED COPY results, for RECEIVE COPY RESULTS.
+    var copyResults: [CopyResult] = []
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
         loop.serialExecutor.asUnownedSerialExecutor()
@@ -180,6 +184,10 @@ public actor SCSITarget {
         case Opcode.sanitize:
             if lu.mode.swp { throw .writeProtected }
             return try await sanitize(lu, c)
+        case Opcode.extendedCopy:
+            return try await extendedCopy(lu, c)
+        case Opcode.receiveCopyResults:
+            return try receiveCopyResults(lu, c)
         case Opcode.prefetch10, Opcode.prefetch16:
             return try prefetch(lu, c)
         case Opcode.modeSense6, Opcode.modeSense10:

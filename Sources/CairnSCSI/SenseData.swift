@@ -3,7 +3,7 @@ import CairnBlock
 /// SPC-4 sense keys.
 public enum SenseKey: UInt8, Sendable {
     case noSense = 0x0, recoveredError = 0x1, notReady = 0x2, mediumError = 0x3, hardwareError = 0x4
-    case illegalRequest = 0x5, unitAttention = 0x6, dataProtect = 0x7, abortedCommand = 0xB, miscompare = 0xE
+    case illegalRequest = 0x5, unitAttention = 0x6, dataProtect = 0x7, abortedCopy = 0xA, abortedCommand = 0xB, miscompare = 0xE
 }
 
 /// Why a command failed: a status, and for CHECK CONDITION the sense key, ASC/ASCQ, and

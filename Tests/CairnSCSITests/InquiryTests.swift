@@ -33,7 +33,7 @@ func designators(_ d: [UInt8]) -> [(UInt8, [UInt8])] {
     @Test func supportedVPDPagesListsEveryPageWeServe() async throws {
         let h = try Harness()
         let r = await h.run(inquiry(evpd: true, page: 0))
-        #expect(Array(r.data[4...]) == [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2])
+        #expect(Array(r.data[4...]) == [0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2])
         for p in r.data[4...] { #expect(await h.run(inquiry(evpd: true, page: p)).good) }
         #expect(await h.run(inquiry(evpd: true, page: 0xC7)).isCheck(0x05, 0x24, 0x00))
     }
