@@ -195,7 +195,7 @@ public actor SCSITarget {
         case Opcode.modeSelect6, Opcode.modeSelect10:
             return try modeSelect(lu, c)
         case Opcode.startStopUnit:
-            return try startStopUnit(lu, c)
+            return try await startStopUnit(lu, c)
         case Opcode.preventAllow:
             return try preventAllow(lu, c)
         case Opcode.reserve6, Opcode.reserve10:
@@ -243,9 +243,20 @@ public actor SCSITarget {
 
     // MARK: - Simple commands
 
-    private func startStopUnit(_ lu: LogicalUnit, _ c: SCSICommand) throws(SCSIError) -> SCSIResponse {
-        // A virtual disk has no motor and no medium to eject: accept and do nothing.
-        .good
+    /// START STOP UNIT: no motor and no medium to eject. Power conditions are accepted; LOEJ is
+    /// refused (the medium is not removable); a stop without NO_FLUSH flushes the cache first.
+    private func startStopUnit(_ lu: LogicalUnit, _ c: SCSICommand) async throws(SCSIError) -> SCSIResponse {
+        let b4 = c.cdb[4]
+        let powerCondition = b4 >> 4
+        let noFlush = b4 & 0x04 != 0
+        let loej = b4 & 0x02 != 0
+        let start = b4 & 0x01 != 0
+        if powerCondition != 0 { return .good }
+        if loej { throw .invalidField(cdbByte: 4, bit: 1) }
+        if !start && !noFlush {
+            do { try await lu.store.flush() } catch { throw .from(error) }
+        }
+        return .good
     }
 
     private func preventAllow(_ lu: LogicalUnit, _ c: SCSICommand) throws(SCSIError) -> SCSIResponse {

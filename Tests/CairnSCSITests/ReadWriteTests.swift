@@ -128,6 +128,16 @@ import Testing
         #expect(await h.run([0x90, 0] + be(1024, 8) + be(1, 4) + [0, 0]).isCheck(0x05, 0x21, 0x00))
     }
 
+    @Test func startStopUnitRefusesEjectOfTheFixedMediumAndFlushesOnStop() async throws {
+        let h = try Harness()
+        #expect(await h.run([0x1B, 1, 0, 0, 0x02, 0]).isCheck(0x05, 0x24, 0x00))
+        #expect(await h.run([0x1B, 0, 0, 0, 0x00, 0]).good)
+        #expect(h.store.inner.flushes == 1)
+        #expect(await h.run([0x1B, 0, 0, 0, 0x01, 0]).good)
+        #expect(await h.run([0x1B, 0, 0, 0, 0x32, 0]).good)  // power condition: accepted
+        #expect(await h.run([0x1E, 0, 0, 0, 1, 0]).good)
+    }
+
     @Test func unknownOpcodeIsInvalidCommandOperationCode() async throws {
         let h = try Harness()
         #expect(await h.run([0xC5, 0, 0, 0, 0, 0]).isCheck(0x05, 0x20, 0x00))
