@@ -82,6 +82,20 @@ extension SCSITarget {
     }
 }
 
+/// A LUN number from either a plain number or a SAM-5 8-byte LUN field (as the iSCSI BHS
+/// carries it): peripheral (bus 0) or flat space addressing in the first two bytes, the other
+/// six zero. A plain number never has its low 48 bits all zero (except 0, the same either way).
+@inline(__always)
+func decodeLUN(_ v: UInt64) -> UInt64 {
+    guard v & 0x0000_FFFF_FFFF_FFFF == 0 else { return v }
+    let top = v >> 48
+    switch top >> 14 {
+    case 0: return top >> 8 == 0 ? top & 0xFF : v   // peripheral, bus 0
+    case 1: return top & 0x3FFF                    // flat space
+    default: return v                              // other methods: no unit matches
+    }
+}
+
 /// SAM-5 LUN encoding: peripheral addressing below 256, flat space addressing up to 16383.
 func encodeLUN(_ lun: UInt64) -> UInt64 {
     if lun < 256 { return lun << 48 }

@@ -97,9 +97,11 @@ public actor SCSITarget {
         self.units = luns.keys.sorted().map { LogicalUnit(lun: $0, store: luns[$0]!, identity: identity) }
     }
 
+    /// The unit addressed by `lun`: either a LUN number or the raw 8-byte LUN field of the PDU.
     @inline(__always)
     func unit(_ lun: UInt64) -> LogicalUnit? {
-        for u in units where u.lun == lun { return u }
+        let n = decodeLUN(lun)
+        for u in units where u.lun == n { return u }
         return nil
     }
 

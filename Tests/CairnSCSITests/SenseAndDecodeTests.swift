@@ -14,6 +14,15 @@ import Testing
         #expect(r16.lba == 0x0102_0304_0506_0708 && r16.count == 77)
     }
 
+    @Test func lunFieldDecodesPeripheralFlatAndPlainForms() {
+        #expect(decodeLUN(0) == 0)
+        #expect(decodeLUN(0x0001_0000_0000_0000) == 1)
+        #expect(decodeLUN(0x4101_0000_0000_0000) == 0x101)
+        #expect(decodeLUN(7) == 7)
+        #expect(decodeLUN(encodeLUN(300)) == 300)
+        #expect(decodeLUN(0x0101_0000_0000_0000) != 1)  // bus 1: not ours
+    }
+
     @Test func fixedSenseCarriesKeyASCAndFieldPointer() {
         let s = SCSIError.invalidField(cdbByte: 2, bit: 5).sense(descriptor: false).array
         #expect(s.count == 18)
