@@ -11,7 +11,9 @@ extension SCSITarget {
         let lba = c.cdb.be(2, 8)
         let n = Int(c.cdb[13])
         guard lu.inRange(lba, UInt64(n)) else { throw .lbaOutOfRange }
-        if n == 0 { return .good }
+        // No blocks means no data-out; data sent anyway is a mismatch (a 256-block request
+        // wraps to 0 in this one-byte field).
+        if n == 0 { if c.dataOutLength != 0 { throw .invalidField(cdbByte: 13) } else { return .good } }
         guard n <= LogicalUnit.maxCompareAndWriteBlocks else { throw .invalidField(cdbByte: 13) }
         let bs = lu.blockSize
         // The data-out must be exactly 2 x n blocks; anything else is refused at once (never waits

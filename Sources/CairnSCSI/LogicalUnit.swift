@@ -23,7 +23,7 @@ final class LogicalUnit {
     /// SANITIZE operations running (commands are refused meanwhile).
     var sanitizing = 0
 
-    static let maxTransferBytes = 16 << 20
+    static let maxTransferBytes = 32 << 20
     static let maxWriteSameBlocks: UInt64 = 0x40_0000
     static let maxUnmapBlocks: UInt64 = 0x10_0000  // libiscsi finds more than 1 Mi blocks "insane"
     static let maxUnmapDescriptors = 256

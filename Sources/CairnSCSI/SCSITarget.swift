@@ -133,11 +133,14 @@ public actor SCSITarget {
                 return SCSIResponse(status: .reservationConflict)
             }
         }
+        var response: SCSIResponse
         do {
-            return try await dispatch(lu, command)
+            response = try await dispatch(lu, command)
         } catch {
-            return error.response(descriptor: lu.mode.dSense)
+            response = error.response(descriptor: lu.mode.dSense)
         }
+        response.expectedDataOutLength = dataOutLength(of: command.cdb, blockSize: lu.blockSize)
+        return response
     }
 
     private func dispatch(_ lu: LogicalUnit, _ c: SCSICommand) async throws(SCSIError) -> SCSIResponse {

@@ -32,6 +32,9 @@ func caw(_ lba: UInt64, _ n: UInt8, flags: UInt8 = 0) -> [UInt8] { [0x89, flags]
         #expect(await h.run(caw(0, 1), data: buf).isCheck(0x05, 0x24, 0x00))
         #expect(await h.run(caw(0, 3), data: buf).isCheck(0x05, 0x24, 0x00))
         #expect(await h.run(caw(0, 1)).isCheck(0x05, 0x24, 0x00))
+        // Zero blocks with data (a 256-block request wrapped in the one-byte field).
+        #expect(await h.run(caw(0, 0), data: [UInt8](repeating: 0, count: 512 * 512)).isCheck(0x05, 0x24, 0x00))
+        #expect(await h.run(caw(0, 0)).good)
     }
 
     @Test func compareAndWriteBeyondEndIsLBAOutOfRange() async throws {

@@ -10,6 +10,7 @@ struct Outcome {
     var status: SCSIStatus
     var sense: [UInt8]
     var data: [UInt8]
+    var expectedDataOut: Int? = nil
 
     var key: UInt8 { sense.isEmpty ? 0 : ((sense[0] & 0x7F) >= 0x72 ? sense[1] & 0x0F : sense[2] & 0x0F) }
     var asc: (UInt8, UInt8) {
@@ -105,7 +106,7 @@ final class Harness: @unchecked Sendable {
             let loop = self.loop
             loop.execute { loop.buffers.give(d) }
         }
-        return Outcome(status: r.status, sense: r.sense.array, data: bytes)
+        return Outcome(status: r.status, sense: r.sense.array, data: bytes, expectedDataOut: r.expectedDataOutLength)
     }
 
     /// Blocks as the store holds them (read through the target's loop, after commands completed).

@@ -67,6 +67,15 @@ import Testing
         #expect(h.blocks(0, 1) == b)
     }
 
+    @Test func responsesReportTheDataOutLengthTheCDBCalledFor() async throws {
+        let h = try Harness()
+        #expect(await h.run(write10(0, 2), data: pattern(512, seed: 1)).expectedDataOut == 1024)
+        #expect(await h.run(write10(0, 1)).expectedDataOut == 512)
+        #expect(await h.run([0x0A, 0, 0, 0, 0, 0]).expectedDataOut == 256 * 512)
+        #expect(await h.run(read10(0, 2)).expectedDataOut == nil)
+        #expect(await h.run([0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], data: unmapList([(0, 1)])).expectedDataOut == 24)
+    }
+
     @Test func fuaBitReachesTheStore() async throws {
         let h = try Harness()
         _ = await h.run(write10(0, 1, flags: 0x08), data: pattern(512, seed: 1))
