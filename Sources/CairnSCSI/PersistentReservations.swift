@@ -67,7 +67,7 @@ extension SCSITarget {
             }
         case 0x02: // REPORT CAPABILITIES
             d.put(8, 2)
-            d.append(0x10)        // ATP_C: no; SIP_C: no; PTPL_C: no; CRH (bit 4): RESERVE/RELEASE handled
+            d.append(0x00)        // CRH 0 (RESERVE/RELEASE conflict with any registration); no SIP_C/ATP_C/PTPL_C
             d.append(0x80)        // TMV: the type mask below is valid
             // WR_EX_AR, EX_AC_RO, WR_EX_RO, EX_AC, WR_EX; EX_AC_AR.
             d.append(0x80 | 0x40 | 0x20 | 0x08 | 0x02)
@@ -134,9 +134,9 @@ extension SCSITarget {
             let ignore = sa == 0x06
             guard let current = registered else {
                 if !ignore && key != 0 { throw .reservationConflict }
-                if saKey != 0 {
-                    lu.pr.registrations.append(.init(nexus: nexus, key: saKey))
-                }
+                // Unregistering a nexus that is not registered changes nothing.
+                if saKey == 0 { return .good }
+                lu.pr.registrations.append(.init(nexus: nexus, key: saKey))
                 lu.pr.generation &+= 1
                 return .good
             }

@@ -20,6 +20,8 @@ enum MediumAccess {
             return cdb[1] & 0x1F == Opcode.saReadCapacity16 ? .none : .read
         case Opcode.maintenanceIn:
             return cdb[1] & 0x1F == Opcode.saReportSupportedOpcodes ? .none : .read
+        case Opcode.receiveCopyResults:
+            return .read
         case Opcode.read6, Opcode.read10, Opcode.read12, Opcode.read16,
              Opcode.verify10, Opcode.verify12, Opcode.verify16,
              Opcode.prefetch10, Opcode.prefetch16, Opcode.modeSense6, Opcode.modeSense10:
@@ -64,7 +66,7 @@ extension SCSITarget {
     func reserve(_ lu: LogicalUnit, _ c: SCSICommand) throws(SCSIError) -> SCSIResponse {
         if c.cdb.opcode == Opcode.reserve10 && c.cdb[1] & 0x12 != 0 { throw .invalidField(cdbByte: 1, bit: 4) } // 3RDPTY, LONGID
         if c.cdb.opcode == Opcode.reserve6 && c.cdb[1] & 0x01 != 0 { throw .invalidField(cdbByte: 1, bit: 0) } // extents: obsolete
-        // A persistent reservation (or registration) excludes the SPC-2 kind.
+        // Any persistent registration makes RESERVE and RELEASE conflict (SPC-4 5.13.3, CRH=0).
         if lu.pr.reservation != nil || !lu.pr.registrations.isEmpty { throw .reservationConflict }
         if let h = lu.reservedBy, h != c.nexus { throw .reservationConflict }
         lu.reservedBy = c.nexus
@@ -73,7 +75,7 @@ extension SCSITarget {
 
     func release(_ lu: LogicalUnit, _ c: SCSICommand) throws(SCSIError) -> SCSIResponse {
         if c.cdb.opcode == Opcode.release10 && c.cdb[1] & 0x12 != 0 { throw .invalidField(cdbByte: 1, bit: 4) }
-        if lu.pr.reservation != nil { throw .reservationConflict }
+        if lu.pr.reservation != nil || !lu.pr.registrations.isEmpty { throw .reservationConflict }
         if lu.reservedBy == c.nexus { lu.reservedBy = nil }
         return .good
     }

@@ -30,6 +30,7 @@ enum Opcode {
     static let release6: UInt8 = 0x17
     static let modeSense6: UInt8 = 0x1A
     static let startStopUnit: UInt8 = 0x1B
+    static let sendDiagnostic: UInt8 = 0x1D
     static let preventAllow: UInt8 = 0x1E
     static let readCapacity10: UInt8 = 0x25
     static let read10: UInt8 = 0x28
@@ -203,6 +204,8 @@ public actor SCSITarget {
             return try await startStopUnit(lu, c)
         case Opcode.preventAllow:
             return try preventAllow(lu, c)
+        case Opcode.sendDiagnostic:
+            return try sendDiagnostic(lu, c)
         case Opcode.reserve6, Opcode.reserve10:
             return try reserve(lu, c)
         case Opcode.release6, Opcode.release10:
@@ -266,6 +269,17 @@ public actor SCSITarget {
 
     private func preventAllow(_ lu: LogicalUnit, _ c: SCSICommand) throws(SCSIError) -> SCSIResponse {
         .good
+    }
+
+    /// SEND DIAGNOSTIC: the default self-test (SELFTEST=1) or a short/extended self-test code
+    /// passes at once (there is no hardware to test); diagnostic pages are not supported.
+    private func sendDiagnostic(_ lu: LogicalUnit, _ c: SCSICommand) throws(SCSIError) -> SCSIResponse {
+        let selfTest = c.cdb[1] & 0x04 != 0
+        let code = c.cdb[1] >> 5
+        if c.cdb.be(3, 2) != 0 { throw .invalidField(cdbByte: 3) }
+        if selfTest && code != 0 { throw .invalidField(cdbByte: 1, bit: 7) }
+        if !selfTest && !(1...2).contains(code) && !(5...6).contains(code) { throw .invalidField(cdbByte: 1, bit: 2) }
+        return .good
     }
 
     private func prefetch(_ lu: LogicalUnit, _ c: SCSICommand) throws(SCSIError) -> SCSIResponse {

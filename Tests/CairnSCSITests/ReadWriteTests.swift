@@ -147,6 +147,13 @@ import Testing
         #expect(await h.run([0x1E, 0, 0, 0, 1, 0]).good)
     }
 
+    @Test func sendDiagnosticDefaultSelfTestPasses() async throws {
+        let h = try Harness()
+        #expect(await h.run([0x1D, 0x04, 0, 0, 0, 0]).good)
+        #expect(await h.run([0x1D, 0x20, 0, 0, 0, 0]).good)       // background short self-test
+        #expect(await h.run([0x1D, 0x10, 0, 0, 8, 0]).isCheck(0x05, 0x24, 0x00))
+    }
+
     @Test func unknownOpcodeIsInvalidCommandOperationCode() async throws {
         let h = try Harness()
         #expect(await h.run([0xC5, 0, 0, 0, 0, 0]).isCheck(0x05, 0x20, 0x00))

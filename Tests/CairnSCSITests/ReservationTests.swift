@@ -34,6 +34,13 @@ extension Harness {
         #expect(be(2, 4) == Array(r.data[0..<4]))  // generation counts the registrations
     }
 
+    @Test func unregisteringAnUnregisteredNexusChangesNothing() async throws {
+        let h = try Harness()
+        let p = prout(0x00, key: 0, saKey: 0)
+        #expect(await h.run(p.cdb, data: p.data).good)
+        #expect(Array(await h.run(prin(0)).data[0..<8]) == [0, 0, 0, 0, 0, 0, 0, 0])
+    }
+
     @Test func registerWithWrongReservationKeyIsAConflict() async throws {
         let h = try Harness()
         _ = await h.register(Harness.a, 0xA1)
@@ -189,10 +196,11 @@ extension Harness {
         #expect(await h.canRead(Harness.b))
     }
 
-    @Test func reserve6IsAConflictWhilePersistentRegistrationsExist() async throws {
+    @Test func reserveAndReleaseConflictWhilePersistentRegistrationsExist() async throws {
         let h = try Harness()
         _ = await h.register(Harness.b, 0xB2)
         #expect(await h.run([0x16, 0, 0, 0, 0, 0]).status == .reservationConflict)
+        #expect(await h.run([0x17, 0, 0, 0, 0, 0]).status == .reservationConflict)
     }
 }
 
