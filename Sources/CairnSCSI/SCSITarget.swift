@@ -95,7 +95,7 @@ public actor SCSITarget {
         self.identity = identity
         self.luns = luns
         self.logger = logger
-        self.units = luns.keys.sorted().map { LogicalUnit(lun: $0, store: luns[$0]!, identity: identity) }
+        self.units = luns.sorted { $0.key < $1.key }.map { LogicalUnit(lun: $0.key, store: $0.value, identity: identity) }
     }
 
     /// The unit addressed by `lun`: either a LUN number or the raw 8-byte LUN field of the PDU.
@@ -116,32 +116,33 @@ public actor SCSITarget {
     }
 
     private func run(_ command: SCSICommand) async -> SCSIResponse {
-        let op = command.cdb.opcode
         guard let lu = unit(command.lun) else { return noSuchUnit(command) }
-        lu.unitAttentions.see(command.nexus)
-
-        // Pending unit attention: reported instead of running the command (SAM-5 5.14), except
-        // for the commands that must work through it.
-        if lu.unitAttentions.count > 0 && op != Opcode.inquiry && op != Opcode.reportLuns && op != Opcode.requestSense,
-           let c = lu.unitAttentions.take(for: command.nexus) {
-            return SCSIError(.unitAttention, c.asc, c.ascq).response(descriptor: lu.mode.dSense)
-        }
-        if lu.sanitizing > 0 && op != Opcode.inquiry && op != Opcode.reportLuns && op != Opcode.requestSense {
-            return SCSIError.sanitizeInProgress.response(descriptor: lu.mode.dSense)
-        }
-        if lu.reservedBy != nil || lu.pr.reservation != nil {
-            if reservationConflict(lu, command) {
-                return SCSIResponse(status: .reservationConflict)
-            }
-        }
         var response: SCSIResponse
         do {
+            try admit(lu, command)
             response = try await dispatch(lu, command)
         } catch {
             response = error.response(descriptor: lu.mode.dSense)
         }
         response.expectedDataOutLength = dataOutLength(of: command.cdb, blockSize: lu.blockSize)
         return response
+    }
+
+    /// What stops a command before it runs: a pending unit attention (SAM-5 5.14), a SANITIZE in
+    /// progress, a reservation held by another nexus. INQUIRY, REPORT LUNS and REQUEST SENSE
+    /// pass the first two.
+    @inline(__always)
+    private func admit(_ lu: LogicalUnit, _ command: SCSICommand) throws(SCSIError) {
+        let op = command.cdb.opcode
+        lu.unitAttentions.see(command.nexus)
+        let always = op == Opcode.inquiry || op == Opcode.reportLuns || op == Opcode.requestSense
+        if lu.unitAttentions.count > 0 && !always, let c = lu.unitAttentions.take(for: command.nexus) {
+            throw SCSIError(.unitAttention, c.asc, c.ascq)
+        }
+        if lu.sanitizing > 0 && !always { throw .sanitizeInProgress }
+        if lu.reservedBy != nil || lu.pr.reservation != nil, reservationConflict(lu, command) {
+            throw .reservationConflict
+        }
     }
 
     private func dispatch(_ lu: LogicalUnit, _ c: SCSICommand) async throws(SCSIError) -> SCSIResponse {
