@@ -123,6 +123,13 @@ extension SCSITarget {
         if bdLength != 0 && bdLength != 8 && !(ten && bdLength == 16) { throw .invalidParameter(byte: ten ? 6 : 3) }
         var at = header + bdLength
         guard at <= p.count else { throw .parameterListLengthError }
+        // A block descriptor may not change the block length (the number of blocks is ignored).
+        if bdLength == 8, be(p, header + 5, 3) != 0, be(p, header + 5, 3) != UInt64(lu.blockSize) {
+            throw .invalidParameter(byte: header + 5)
+        }
+        if bdLength == 16, be(p, header + 12, 4) != 0, be(p, header + 12, 4) != UInt64(lu.blockSize) {
+            throw .invalidParameter(byte: header + 12)
+        }
         var m = lu.mode
         while at < p.count {
             guard at + 2 <= p.count else { throw .parameterListLengthError }

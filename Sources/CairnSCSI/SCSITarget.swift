@@ -18,6 +18,18 @@ public struct LogicalUnitIdentity: Sendable {
     }
 }
 
+/// Where the control byte is, by CDB group (the opcode's top three bits).
+@inline(__always)
+func controlByteOffset(_ op: UInt8) -> Int {
+    switch op >> 5 {
+    case 0: return 5
+    case 1, 2: return 9
+    case 5: return 11
+    case 4: return 15
+    default: return 15   // groups 3, 6, 7: variable or vendor specific; the last byte we hold
+    }
+}
+
 /// Operation codes this target implements.
 enum Opcode {
     static let testUnitReady: UInt8 = 0x00
@@ -135,6 +147,8 @@ public actor SCSITarget {
     private func admit(_ lu: LogicalUnit, _ command: SCSICommand) throws(SCSIError) {
         let op = command.cdb.opcode
         lu.unitAttentions.see(command.nexus)
+        // NACA in the control byte: ACA is not supported (SAM-5 5.9.1.2).
+        if command.cdb[controlByteOffset(op)] & 0x04 != 0 { throw .invalidField(cdbByte: controlByteOffset(op), bit: 2) }
         let always = op == Opcode.inquiry || op == Opcode.reportLuns || op == Opcode.requestSense
         if lu.unitAttentions.count > 0 && !always, let c = lu.unitAttentions.take(for: command.nexus) {
             throw SCSIError(.unitAttention, c.asc, c.ascq)

@@ -100,6 +100,16 @@ func modeSelect6(_ page: [UInt8]) -> (cdb: [UInt8], data: [UInt8]) {
         #expect(await h.run(bad.cdb, data: bad.data).isCheck(0x05, 0x26, 0x00))
     }
 
+    @Test func modeSelectBlockDescriptorCannotChangeTheBlockLength() async throws {
+        let h = try Harness()
+        let page = pages6(await h.run(modeSense6(page: 0x08)).data)[0x08]!
+        let bd: [UInt8] = [0, 0, 0, 0, 0, 0, 0x10, 0x00]   // 4096-byte blocks
+        let data: [UInt8] = [0, 0, 0, 8] + bd + page
+        #expect(await h.run([0x15, 0x10, 0, 0, UInt8(data.count), 0], data: data).isCheck(0x05, 0x26, 0x00))
+        let same: [UInt8] = [0, 0, 0, 8] + [0, 0, 0, 0, 0, 0, 0x02, 0x00] + page
+        #expect(await h.run([0x15, 0x10, 0, 0, UInt8(same.count), 0], data: same).good)
+    }
+
     @Test func modeSelectRaisesModeParametersChangedForOtherNexusesOnly() async throws {
         let h = try Harness()
         _ = await h.run([0, 0, 0, 0, 0, 0], nexus: Harness.b)

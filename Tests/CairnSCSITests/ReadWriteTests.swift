@@ -154,6 +154,14 @@ import Testing
         #expect(await h.run([0x1D, 0x10, 0, 0, 8, 0]).isCheck(0x05, 0x24, 0x00))
     }
 
+    @Test func nacaInTheControlByteIsInvalidField() async throws {
+        let h = try Harness()
+        #expect(await h.run([0, 0, 0, 0, 0, 0x04]).isCheck(0x05, 0x24, 0x00))
+        var cdb = read10(0, 1)
+        cdb[9] = 0x04
+        #expect(await h.run(cdb).isCheck(0x05, 0x24, 0x00))
+    }
+
     @Test func unknownOpcodeIsInvalidCommandOperationCode() async throws {
         let h = try Harness()
         #expect(await h.run([0xC5, 0, 0, 0, 0, 0]).isCheck(0x05, 0x20, 0x00))
