@@ -88,6 +88,18 @@ enum Opcode {
 /// The SCSI target device: its logical units and everything SPC-4/SBC-3 says about them
 /// (unit attentions, reservations, mode pages). The transport calls it with commands that have
 /// all their data; it knows nothing of iSCSI. Pinned to the event loop that owns the stores.
+///
+/// What the transport does around it:
+/// - `execute` may be called concurrently for many commands (it is reentrant across store I/O);
+///   the command's `lun` may be a LUN number or the raw 8-byte LUN field of the PDU.
+/// - `dataOut` holds what the initiator sent (`dataOutLength` bytes); only whole blocks of it are
+///   written. The buffer is the caller's and is not kept after `execute` returns.
+/// - A response's `dataIn` comes from `loop.buffers`: give it back on the loop once sent. Send
+///   min(`dataInLength`, EDTL) bytes; read residuals are the transport's.
+/// - Write residuals: compare the EDTL with `expectedDataOutLength` (what the CDB called for).
+/// - Task management: abort the transport's own tasks first, then call `taskManagement` (LU and
+///   target resets raise the unit attentions and drop RESERVE(6)); call `nexusLost` when a
+///   session (I_T nexus) ends.
 public actor SCSITarget {
     public nonisolated let loop: EventLoop
     let logger: Logger
