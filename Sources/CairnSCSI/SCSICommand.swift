@@ -121,6 +121,11 @@ public struct SCSIResponse: Sendable {
     public var sense: SenseBytes
     public var dataIn: IOBuffer?
     public var dataInLength: Int
+    /// Bytes of data-out the command called for according to its CDB (transfer length x block
+    /// size, or the parameter list length), or nil for commands without data-out. The transport
+    /// compares it with the Expected Data Transfer Length for the write-direction residual
+    /// (overflow when the EDTL was smaller, underflow when it was larger).
+    public var expectedDataOutLength: Int? = nil
 
     public init(status: SCSIStatus = .good, sense: SenseBytes = SenseBytes(), dataIn: IOBuffer? = nil, dataInLength: Int = 0) {
         self.status = status

@@ -18,14 +18,97 @@ public struct LogicalUnitIdentity: Sendable {
     }
 }
 
+/// Where the control byte is, by CDB group (the opcode's top three bits).
+@inline(__always)
+func controlByteOffset(_ op: UInt8) -> Int {
+    switch op >> 5 {
+    case 0: return 5
+    case 1, 2: return 9
+    case 5: return 11
+    case 4: return 15
+    default: return 15   // groups 3, 6, 7: variable or vendor specific; the last byte we hold
+    }
+}
+
+/// Operation codes this target implements.
+enum Opcode {
+    static let testUnitReady: UInt8 = 0x00
+    static let requestSense: UInt8 = 0x03
+    static let read6: UInt8 = 0x08
+    static let write6: UInt8 = 0x0A
+    static let inquiry: UInt8 = 0x12
+    static let modeSelect6: UInt8 = 0x15
+    static let reserve6: UInt8 = 0x16
+    static let release6: UInt8 = 0x17
+    static let modeSense6: UInt8 = 0x1A
+    static let startStopUnit: UInt8 = 0x1B
+    static let sendDiagnostic: UInt8 = 0x1D
+    static let preventAllow: UInt8 = 0x1E
+    static let readCapacity10: UInt8 = 0x25
+    static let read10: UInt8 = 0x28
+    static let write10: UInt8 = 0x2A
+    static let writeVerify10: UInt8 = 0x2E
+    static let verify10: UInt8 = 0x2F
+    static let prefetch10: UInt8 = 0x34
+    static let syncCache10: UInt8 = 0x35
+    static let writeSame10: UInt8 = 0x41
+    static let unmap: UInt8 = 0x42
+    static let modeSelect10: UInt8 = 0x55
+    static let reserve10: UInt8 = 0x56
+    static let release10: UInt8 = 0x57
+    static let modeSense10: UInt8 = 0x5A
+    static let persistentReserveIn: UInt8 = 0x5E
+    static let persistentReserveOut: UInt8 = 0x5F
+    static let read16: UInt8 = 0x88
+    static let compareAndWrite: UInt8 = 0x89
+    static let write16: UInt8 = 0x8A
+    static let writeVerify16: UInt8 = 0x8E
+    static let verify16: UInt8 = 0x8F
+    static let prefetch16: UInt8 = 0x90
+    static let syncCache16: UInt8 = 0x91
+    static let writeSame16: UInt8 = 0x93
+    static let serviceActionIn16: UInt8 = 0x9E
+    static let reportLuns: UInt8 = 0xA0
+    static let maintenanceIn: UInt8 = 0xA3
+    static let read12: UInt8 = 0xA8
+    static let write12: UInt8 = 0xAA
+    static let writeVerify12: UInt8 = 0xAE
+    static let verify12: UInt8 = 0xAF
+    static let sanitize: UInt8 = 0x48
+    static let writeAtomic16: UInt8 = 0x9C
+    static let extendedCopy: UInt8 = 0x83
+    static let receiveCopyResults: UInt8 = 0x84
+
+    // Service actions.
+    static let saReadCapacity16: UInt8 = 0x10
+    static let saGetLBAStatus: UInt8 = 0x12
+    static let saReportSupportedOpcodes: UInt8 = 0x0C
+}
+
 /// The SCSI target device: its logical units and everything SPC-4/SBC-3 says about them
 /// (unit attentions, reservations, mode pages). The transport calls it with commands that have
 /// all their data; it knows nothing of iSCSI. Pinned to the event loop that owns the stores.
+///
+/// What the transport does around it:
+/// - `execute` may be called concurrently for many commands (it is reentrant across store I/O);
+///   the command's `lun` may be a LUN number or the raw 8-byte LUN field of the PDU.
+/// - `dataOut` holds what the initiator sent (`dataOutLength` bytes); only whole blocks of it are
+///   written. The buffer is the caller's and is not kept after `execute` returns.
+/// - A response's `dataIn` comes from `loop.buffers`: give it back on the loop once sent. Send
+///   min(`dataInLength`, EDTL) bytes; read residuals are the transport's.
+/// - Write residuals: compare the EDTL with `expectedDataOutLength` (what the CDB called for).
+/// - Task management: abort the transport's own tasks first, then call `taskManagement` (LU and
+///   target resets raise the unit attentions and drop RESERVE(6)); call `nexusLost` when a
+///   session (I_T nexus) ends.
 public actor SCSITarget {
     public nonisolated let loop: EventLoop
     let logger: Logger
     let identity: LogicalUnitIdentity
     let luns: [UInt64: any BlockStore]
+    /// The units, sorted by LUN; a short array is faster to search than a dictionary per command.
+    let units: [LogicalUnit]
+    /// EXTENDED COPY results, for RECEIVE COPY RESULTS.
+    var copyResults: [CopyResult] = []
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
         loop.serialExecutor.asUnownedSerialExecutor()
@@ -36,22 +119,262 @@ public actor SCSITarget {
         self.identity = identity
         self.luns = luns
         self.logger = logger
+        self.units = luns.sorted { $0.key < $1.key }.map { LogicalUnit(lun: $0.key, store: $0.value, identity: identity) }
+    }
+
+    /// The unit addressed by `lun`: either a LUN number or the raw 8-byte LUN field of the PDU.
+    @inline(__always)
+    func unit(_ lun: UInt64) -> LogicalUnit? {
+        let n = decodeLUN(lun)
+        for u in units where u.lun == n { return u }
+        return nil
     }
 
     /// Executes one command. Never throws: every failure is a status with sense data.
     public func execute(_ command: SCSICommand) async -> SCSIResponse {
-        // Stub until the SCSI layer lands: everything is INVALID COMMAND OPERATION CODE.
-        SCSIResponse(status: .checkCondition, sense: SenseBytes([0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x20, 0x00, 0, 0, 0, 0]))
+        // Store calls are nonisolated async functions; the loop's task-executor preference keeps
+        // them on the loop thread (no hop to the global pool, and the stores' single-thread rule holds).
+        await withTaskExecutorPreference(loop.taskExecutor) {
+            await self.run(command)
+        }
     }
+
+    private func run(_ command: SCSICommand) async -> SCSIResponse {
+        guard let lu = unit(command.lun) else { return noSuchUnit(command) }
+        var response: SCSIResponse
+        do {
+            try admit(lu, command)
+            response = try await dispatch(lu, command)
+        } catch {
+            response = error.response(descriptor: lu.mode.dSense)
+        }
+        response.expectedDataOutLength = dataOutLength(of: command.cdb, blockSize: lu.blockSize)
+        return response
+    }
+
+    /// What stops a command before it runs: a pending unit attention (SAM-5 5.14), a SANITIZE in
+    /// progress, a reservation held by another nexus. INQUIRY, REPORT LUNS and REQUEST SENSE
+    /// pass the first two.
+    @inline(__always)
+    private func admit(_ lu: LogicalUnit, _ command: SCSICommand) throws(SCSIError) {
+        let op = command.cdb.opcode
+        lu.unitAttentions.see(command.nexus)
+        // NACA in the control byte: ACA is not supported (SAM-5 5.9.1.2).
+        if command.cdb[controlByteOffset(op)] & 0x04 != 0 { throw .invalidField(cdbByte: controlByteOffset(op), bit: 2) }
+        let always = op == Opcode.inquiry || op == Opcode.reportLuns || op == Opcode.requestSense
+        if lu.unitAttentions.count > 0 && !always, let c = lu.unitAttentions.take(for: command.nexus) {
+            throw SCSIError(.unitAttention, c.asc, c.ascq)
+        }
+        if lu.sanitizing > 0 && !always { throw .sanitizeInProgress }
+        if lu.reservedBy != nil || lu.pr.reservation != nil, reservationConflict(lu, command) {
+            throw .reservationConflict
+        }
+    }
+
+    private func dispatch(_ lu: LogicalUnit, _ c: SCSICommand) async throws(SCSIError) -> SCSIResponse {
+        switch c.cdb.opcode {
+        // The hot path first.
+        case Opcode.read10, Opcode.read16, Opcode.read12, Opcode.read6:
+            return try await read(lu, c)
+        case Opcode.write10, Opcode.write16, Opcode.write12, Opcode.write6:
+            if lu.mode.swp { throw .writeProtected }
+            return try await write(lu, c, verify: false)
+        case Opcode.writeVerify10, Opcode.writeVerify12, Opcode.writeVerify16:
+            if lu.mode.swp { throw .writeProtected }
+            return try await write(lu, c, verify: true)
+        case Opcode.testUnitReady:
+            return .good
+        case Opcode.inquiry:
+            return try inquiry(lu, c)
+        case Opcode.reportLuns:
+            return try reportLuns(c)
+        case Opcode.requestSense:
+            return try requestSense(lu, c)
+        case Opcode.readCapacity10:
+            return try readCapacity10(lu, c)
+        case Opcode.serviceActionIn16:
+            switch c.cdb[1] & 0x1F {
+            case Opcode.saReadCapacity16: return try readCapacity16(lu, c)
+            case Opcode.saGetLBAStatus: return try await getLBAStatus(lu, c)
+            default: throw .invalidField(cdbByte: 1, bit: 4)
+            }
+        case Opcode.verify10, Opcode.verify12, Opcode.verify16:
+            return try await verify(lu, c)
+        case Opcode.syncCache10, Opcode.syncCache16:
+            return try await synchronizeCache(lu, c)
+        case Opcode.writeSame10, Opcode.writeSame16:
+            if lu.mode.swp { throw .writeProtected }
+            return try await writeSame(lu, c)
+        case Opcode.unmap:
+            if lu.mode.swp { throw .writeProtected }
+            return try await unmap(lu, c)
+        case Opcode.compareAndWrite:
+            if lu.mode.swp { throw .writeProtected }
+            return try await compareAndWrite(lu, c)
+        case Opcode.writeAtomic16:
+            if lu.mode.swp { throw .writeProtected }
+            return try await writeAtomic(lu, c)
+        case Opcode.sanitize:
+            if lu.mode.swp { throw .writeProtected }
+            return try await sanitize(lu, c)
+        case Opcode.extendedCopy:
+            return try await extendedCopy(lu, c)
+        case Opcode.receiveCopyResults:
+            return try receiveCopyResults(lu, c)
+        case Opcode.prefetch10, Opcode.prefetch16:
+            return try prefetch(lu, c)
+        case Opcode.modeSense6, Opcode.modeSense10:
+            return try modeSense(lu, c)
+        case Opcode.modeSelect6, Opcode.modeSelect10:
+            return try modeSelect(lu, c)
+        case Opcode.startStopUnit:
+            return try await startStopUnit(lu, c)
+        case Opcode.preventAllow:
+            return try preventAllow(lu, c)
+        case Opcode.sendDiagnostic:
+            return try sendDiagnostic(lu, c)
+        case Opcode.reserve6, Opcode.reserve10:
+            return try reserve(lu, c)
+        case Opcode.release6, Opcode.release10:
+            return try release(lu, c)
+        case Opcode.persistentReserveIn:
+            return try persistentReserveIn(lu, c)
+        case Opcode.persistentReserveOut:
+            return try persistentReserveOut(lu, c)
+        case Opcode.maintenanceIn:
+            guard c.cdb[1] & 0x1F == Opcode.saReportSupportedOpcodes else { throw .invalidField(cdbByte: 1, bit: 4) }
+            return try reportSupportedOpcodes(lu, c)
+        default:
+            throw .invalidOpcode
+        }
+    }
+
+    /// A command addressed to a LUN we do not have: SPC-4 4.6.
+    private func noSuchUnit(_ c: SCSICommand) -> SCSIResponse {
+        switch c.cdb.opcode {
+        case Opcode.inquiry:
+            do { return try inquiry(nil, c) } catch { return error.response(descriptor: false) }
+        case Opcode.reportLuns:
+            do { return try reportLuns(c) } catch { return error.response(descriptor: false) }
+        case Opcode.requestSense:
+            let desc = c.cdb[1] & 0x01 != 0
+            let sense = SCSIError.lunNotSupported.sense(descriptor: desc)
+            return dataIn(sense.array, allocation: Int(c.cdb[4]))
+        default:
+            return SCSIError.lunNotSupported.response(descriptor: false)
+        }
+    }
+
+    /// Copies `bytes` (up to the allocation length) into a pool buffer for the data-in phase.
+    func dataIn(_ bytes: [UInt8], allocation: Int) -> SCSIResponse {
+        let n = min(bytes.count, max(allocation, 0))
+        guard n > 0 else { return .good }
+        let buf = loop.buffers.take(n)
+        bytes.withUnsafeBytes { src in
+            if let p = src.baseAddress { buf.base.copyMemory(from: p, byteCount: n) }
+        }
+        return SCSIResponse(status: .good, dataIn: buf, dataInLength: n)
+    }
+
+    // MARK: - Simple commands
+
+    /// START STOP UNIT: no motor and no medium to eject. Power conditions are accepted; LOEJ is
+    /// refused (the medium is not removable); a stop without NO_FLUSH flushes the cache first.
+    private func startStopUnit(_ lu: LogicalUnit, _ c: SCSICommand) async throws(SCSIError) -> SCSIResponse {
+        let b4 = c.cdb[4]
+        let powerCondition = b4 >> 4
+        let noFlush = b4 & 0x04 != 0
+        let loej = b4 & 0x02 != 0
+        let start = b4 & 0x01 != 0
+        if powerCondition != 0 { return .good }
+        if loej { throw .invalidField(cdbByte: 4, bit: 1) }
+        if !start && !noFlush {
+            do { try await lu.store.flush() } catch { throw .from(error) }
+        }
+        return .good
+    }
+
+    private func preventAllow(_ lu: LogicalUnit, _ c: SCSICommand) throws(SCSIError) -> SCSIResponse {
+        .good
+    }
+
+    /// SEND DIAGNOSTIC: the default self-test (SELFTEST=1) or a short/extended self-test code
+    /// passes at once (there is no hardware to test); diagnostic pages are not supported.
+    private func sendDiagnostic(_ lu: LogicalUnit, _ c: SCSICommand) throws(SCSIError) -> SCSIResponse {
+        let selfTest = c.cdb[1] & 0x04 != 0
+        let code = c.cdb[1] >> 5
+        if c.cdb.be(3, 2) != 0 { throw .invalidField(cdbByte: 3) }
+        if selfTest && code != 0 { throw .invalidField(cdbByte: 1, bit: 7) }
+        if !selfTest && !(1...2).contains(code) && !(5...6).contains(code) { throw .invalidField(cdbByte: 1, bit: 2) }
+        return .good
+    }
+
+    private func prefetch(_ lu: LogicalUnit, _ c: SCSICommand) throws(SCSIError) -> SCSIResponse {
+        let is16 = c.cdb.opcode == Opcode.prefetch16
+        let lba = is16 ? c.cdb.be(2, 8) : c.cdb.be(2, 4)
+        let n = is16 ? c.cdb.be(10, 4) : c.cdb.be(7, 2)
+        guard lu.inRange(lba, n) else { throw .lbaOutOfRange }
+        // No cache of our own to load: SBC-3 says GOOD when the blocks will not all be held
+        // in cache (CONDITION MET promises they will).
+        return .good
+    }
+
+    private func synchronizeCache(_ lu: LogicalUnit, _ c: SCSICommand) async throws(SCSIError) -> SCSIResponse {
+        let is16 = c.cdb.opcode == Opcode.syncCache16
+        let lba = is16 ? c.cdb.be(2, 8) : c.cdb.be(2, 4)
+        let n = is16 ? c.cdb.be(10, 4) : c.cdb.be(7, 2)
+        guard lu.inRange(lba, n) else { throw .lbaOutOfRange }
+        do { try await lu.store.flush() } catch { throw .from(error) }
+        return .good
+    }
+
+    // MARK: - Task management and nexus lifetime
 
     /// The SCSI side of a task management function: reset state and raise unit attentions.
     /// Aborting the transport's in-flight tasks is the transport's job, done before this call.
     public func taskManagement(_ function: TaskManagementFunction, lun: UInt64, nexus: ITNexus) async -> TaskManagementResponse {
-        luns[lun] == nil && function != .targetWarmReset && function != .targetColdReset ? .lunDoesNotExist : .functionComplete
+        switch function {
+        case .targetWarmReset, .targetColdReset:
+            let ascq: UInt8 = function == .targetColdReset ? 0x01 : 0x03
+            for lu in units { resetUnit(lu, asc: 0x29, ascq: ascq) }
+            return .functionComplete
+        default:
+            break
+        }
+        guard let lu = unit(lun) else { return .lunDoesNotExist }
+        switch function {
+        case .logicalUnitReset:
+            resetUnit(lu, asc: 0x29, ascq: 0x03)
+            return .functionComplete
+        case .abortTask, .abortTaskSet:
+            return .functionComplete
+        case .clearTaskSet:
+            // Tasks of other nexuses were cleared: tell them (TAS=0).
+            lu.unitAttentions.raiseAll(0x2F, 0x00, except: nexus)
+            return .functionComplete
+        case .clearACA:
+            // NACA is not supported, so there is never an ACA to clear.
+            return .functionRejected
+        case .targetWarmReset, .targetColdReset:
+            return .functionComplete
+        }
     }
 
-    /// A nexus is gone (its session ended): drop what SPC says ends with it (RESERVE(6)).
-    public func nexusLost(_ nexus: ITNexus) {}
+    /// LU reset: RESERVE(6) reservations end, persistent reservations survive (SPC-4 5.12.1),
+    /// every nexus gets a unit attention.
+    private func resetUnit(_ lu: LogicalUnit, asc: UInt8, ascq: UInt8) {
+        lu.reservedBy = nil
+        lu.unitAttentions.raiseAll(asc, ascq)
+    }
+
+    /// A nexus is gone (its session ended): drop what SPC says ends with it (RESERVE(6)),
+    /// and its pending unit attentions. Registrations persist (SPC-4 5.13.1).
+    public func nexusLost(_ nexus: ITNexus) {
+        for lu in units {
+            if lu.reservedBy == nexus { lu.reservedBy = nil }
+            lu.unitAttentions.forget(nexus)
+        }
+    }
 
     /// Flushes and closes every store (process shutdown).
     public func close() async {

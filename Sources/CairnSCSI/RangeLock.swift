@@ -1,0 +1,86 @@
+/// In-flight block ranges of one logical unit. Writes hold shared entries (overlapping plain
+/// writes are unordered among themselves, as SAM allows for SIMPLE tasks); COMPARE AND WRITE holds
+/// an exclusive one, so no write can land between its read and its write. Waiters are served in
+/// arrival order, so a stream of writes cannot starve a COMPARE AND WRITE.
+///
+/// Used only from the target actor; `execute` is reentrant across awaits, which is exactly why
+/// this exists.
+struct RangeLock {
+    struct Entry {
+        var id: UInt64
+        var lba: UInt64
+        var end: UInt64
+        var exclusive: Bool
+    }
+    struct Waiter {
+        var entry: Entry
+        var continuation: CheckedContinuation<Void, Never>
+    }
+
+    private(set) var held: [Entry] = []
+    private(set) var waiting: [Waiter] = []
+    private var nextID: UInt64 = 1
+
+    var isIdle: Bool { held.isEmpty && waiting.isEmpty }
+
+    @inline(__always)
+    static func conflict(_ a: Entry, _ b: Entry) -> Bool {
+        (a.exclusive || b.exclusive) && a.lba < b.end && b.lba < a.end
+    }
+
+    private func blocked(_ e: Entry, waitersBefore limit: Int) -> Bool {
+        for h in held where RangeLock.conflict(h, e) { return true }
+        var i = 0
+        while i < limit {
+            if RangeLock.conflict(waiting[i].entry, e) { return true }
+            i += 1
+        }
+        return false
+    }
+
+    /// Takes the range at once if nothing conflicts; returns the entry id, or nil plus the entry
+    /// to wait with.
+    mutating func tryAcquire(lba: UInt64, count: UInt64, exclusive: Bool) -> (id: UInt64, granted: Bool, entry: Entry) {
+        let id = nextID
+        nextID &+= 1
+        let e = Entry(id: id, lba: lba, end: lba &+ max(count, 1), exclusive: exclusive)
+        if !blocked(e, waitersBefore: waiting.count) {
+            held.append(e)
+            return (id, true, e)
+        }
+        return (id, false, e)
+    }
+
+    mutating func enqueue(_ e: Entry, _ c: CheckedContinuation<Void, Never>) {
+        waiting.append(Waiter(entry: e, continuation: c))
+    }
+
+    /// Releases `id` and resumes every waiter that may now go.
+    mutating func release(_ id: UInt64) {
+        if let i = held.firstIndex(where: { $0.id == id }) { held.remove(at: i) }
+        var i = 0
+        while i < waiting.count {
+            let w = waiting[i]
+            if !blocked(w.entry, waitersBefore: i) {
+                waiting.remove(at: i)
+                held.append(w.entry)
+                w.continuation.resume()
+            } else {
+                i += 1
+            }
+        }
+    }
+}
+
+extension SCSITarget {
+    /// Waits until `count` blocks at `lba` may be written (shared) or compared-and-written
+    /// (exclusive); returns the id to release.
+    func lockRange(_ lu: LogicalUnit, lba: UInt64, count: UInt64, exclusive: Bool) async -> UInt64 {
+        let r = lu.locks.tryAcquire(lba: lba, count: count, exclusive: exclusive)
+        if r.granted { return r.id }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            lu.locks.enqueue(r.entry, c)
+        }
+        return r.id
+    }
+}
