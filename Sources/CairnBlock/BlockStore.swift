@@ -6,6 +6,8 @@ import CairnIO
 ///
 /// All calls are made from the event loop that owns the LUN; buffers are loop-owned and stay
 /// valid until the call returns. Errors are `BlockStoreError`, mapped to sense data above.
+/// Every requirement is `nonisolated(nonsending)`: it runs on the caller's executor (the loop),
+/// so a store call costs no hop to the global pool and back (about 10 µs and two thread wake-ups).
 public protocol BlockStore: AnyObject, Sendable {
     /// Bytes per logical block (512 or 4096).
     var blockSize: Int { get }
@@ -15,16 +17,22 @@ public protocol BlockStore: AnyObject, Sendable {
     var supportsUnmap: Bool { get }
 
     /// Reads `count` blocks at `lba` into `buffer` (at least `count * blockSize` bytes).
+    nonisolated(nonsending)
     func read(lba: UInt64, count: Int, into buffer: IOBuffer) async throws(BlockStoreError)
     /// Writes `count` blocks at `lba` from `buffer`. With `fua`, the data is durable on return.
+    nonisolated(nonsending)
     func write(lba: UInt64, count: Int, from buffer: IOBuffer, fua: Bool) async throws(BlockStoreError)
     /// Makes every completed write durable.
+    nonisolated(nonsending)
     func flush() async throws(BlockStoreError)
     /// Deallocates `count` blocks at `lba`; they read back as zeros.
+    nonisolated(nonsending)
     func unmap(lba: UInt64, count: UInt64) async throws(BlockStoreError)
     /// Whether the block at `lba` is mapped, and how many blocks from there share that state.
+    nonisolated(nonsending)
     func allocation(at lba: UInt64) async throws(BlockStoreError) -> (mapped: Bool, count: UInt64)
     /// Called once when the process stops: finish, make durable, release.
+    nonisolated(nonsending)
     func close() async
 }
 

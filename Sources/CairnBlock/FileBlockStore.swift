@@ -50,7 +50,9 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
         self.direct = direct
     }
 
+    nonisolated(nonsending)
     public func read(lba: UInt64, count: Int, into buffer: IOBuffer) async throws(BlockStoreError) {
+        loop.assertInLoop()  // nonisolated(nonsending): callers on the loop must not hop away
         do {
             try await loop.readFully(fd: fd, into: buffer.base, length: count * blockSize, offset: lba * UInt64(blockSize))
         } catch {
@@ -58,7 +60,9 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
         }
     }
 
+    nonisolated(nonsending)
     public func write(lba: UInt64, count: Int, from buffer: IOBuffer, fua: Bool) async throws(BlockStoreError) {
+        loop.assertInLoop()  // nonisolated(nonsending): callers on the loop must not hop away
         do {
             try await loop.writeFully(fd: fd, from: buffer.base, length: count * blockSize, offset: lba * UInt64(blockSize),
                                       durable: fua)
@@ -67,11 +71,14 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
         }
     }
 
+    nonisolated(nonsending)
     public func flush() async throws(BlockStoreError) {
         do { try await loop.fdatasync(fd: fd) } catch { throw FileBlockStore.map(error, read: false) }
     }
 
+    nonisolated(nonsending)
     public func unmap(lba: UInt64, count: UInt64) async throws(BlockStoreError) {
+        loop.assertInLoop()  // nonisolated(nonsending): callers on the loop must not hop away
         guard count > 0 else { return }
         do {
             try await loop.punchHole(fd: fd, offset: lba * UInt64(blockSize), length: Int(count) * blockSize)
@@ -80,6 +87,7 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
         }
     }
 
+    nonisolated(nonsending)
     public func allocation(at lba: UInt64) async throws(BlockStoreError) -> (mapped: Bool, count: UInt64) {
         let bs = UInt64(blockSize)
         let end = blockCount * bs
@@ -98,6 +106,7 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
         return (true, max(1, (dataEnd - off + bs - 1) / bs))
     }
 
+    nonisolated(nonsending)
     public func close() async {
         try? await flush()
         Glibc.close(fd)

@@ -29,28 +29,33 @@ public final class MemoryBlockStore: BlockStore, @unchecked Sendable {
         if let f = injectedFault { injectedFault = nil; throw f }
     }
 
+    nonisolated(nonsending)
     public func read(lba: UInt64, count: Int, into buffer: IOBuffer) async throws(BlockStoreError) {
         try fault()
         memcpy(buffer.base, data + Int(lba) * blockSize, count * blockSize)
     }
 
+    nonisolated(nonsending)
     public func write(lba: UInt64, count: Int, from buffer: IOBuffer, fua: Bool) async throws(BlockStoreError) {
         try fault()
         memcpy(data + Int(lba) * blockSize, buffer.base, count * blockSize)
         for i in Int(lba)..<(Int(lba) + count) { mapped[i] = true }
     }
 
+    nonisolated(nonsending)
     public func flush() async throws(BlockStoreError) {
         try fault()
         flushes += 1
     }
 
+    nonisolated(nonsending)
     public func unmap(lba: UInt64, count: UInt64) async throws(BlockStoreError) {
         try fault()
         memset(data + Int(lba) * blockSize, 0, Int(count) * blockSize)
         for i in Int(lba)..<Int(lba + count) { mapped[i] = false }
     }
 
+    nonisolated(nonsending)
     public func allocation(at lba: UInt64) async throws(BlockStoreError) -> (mapped: Bool, count: UInt64) {
         let state = mapped[Int(lba)]
         var n: UInt64 = 0
@@ -59,6 +64,7 @@ public final class MemoryBlockStore: BlockStore, @unchecked Sendable {
         return (state, n)
     }
 
+    nonisolated(nonsending)
     public func close() async {}
 
     /// Direct access for tests.

@@ -132,11 +132,8 @@ public actor SCSITarget {
 
     /// Executes one command. Never throws: every failure is a status with sense data.
     public func execute(_ command: SCSICommand) async -> SCSIResponse {
-        // Store calls are nonisolated async functions; the loop's task-executor preference keeps
-        // them on the loop thread (no hop to the global pool, and the stores' single-thread rule holds).
-        await withTaskExecutorPreference(loop.taskExecutor) {
-            await self.run(command)
-        }
+        // Store calls are nonisolated(nonsending): they run here, on the loop, with no hop.
+        await run(command)
     }
 
     private func run(_ command: SCSICommand) async -> SCSIResponse {

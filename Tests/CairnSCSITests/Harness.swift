@@ -44,11 +44,13 @@ final class GatedStore: BlockStore, @unchecked Sendable {
     var blockCount: UInt64 { inner.blockCount }
     var supportsUnmap: Bool { true }
 
+    nonisolated(nonsending)
     func read(lba: UInt64, count: Int, into buffer: IOBuffer) async throws(BlockStoreError) {
         try await inner.read(lba: lba, count: count, into: buffer)
         if readDelayNanos > 0 { await loop.sleep(nanoseconds: readDelayNanos) }
     }
 
+    nonisolated(nonsending)
     func write(lba: UInt64, count: Int, from buffer: IOBuffer, fua: Bool) async throws(BlockStoreError) {
         lastFUA = fua
         writes += 1
@@ -56,11 +58,15 @@ final class GatedStore: BlockStore, @unchecked Sendable {
         try await inner.write(lba: lba, count: count, from: buffer, fua: fua)
     }
 
+    nonisolated(nonsending)
     func flush() async throws(BlockStoreError) { try await inner.flush() }
+    nonisolated(nonsending)
     func unmap(lba: UInt64, count: UInt64) async throws(BlockStoreError) { try await inner.unmap(lba: lba, count: count) }
+    nonisolated(nonsending)
     func allocation(at lba: UInt64) async throws(BlockStoreError) -> (mapped: Bool, count: UInt64) {
         try await inner.allocation(at: lba)
     }
+    nonisolated(nonsending)
     func close() async {}
 }
 
