@@ -24,7 +24,8 @@ enum MediumAccess {
             return .read
         case Opcode.read6, Opcode.read10, Opcode.read12, Opcode.read16,
              Opcode.verify10, Opcode.verify12, Opcode.verify16,
-             Opcode.prefetch10, Opcode.prefetch16, Opcode.modeSense6, Opcode.modeSense10:
+             Opcode.prefetch10, Opcode.prefetch16, Opcode.modeSense6, Opcode.modeSense10,
+             Opcode.readDefectData10, Opcode.readDefectData12:
             return .read
         default:
             return .write

@@ -5,7 +5,7 @@ extension SCSITarget {
     /// commands without data-out.
     nonisolated func dataOutLength(of cdb: CDB, blockSize bs: Int) -> Int? {
         switch cdb.opcode {
-        case Opcode.write6, Opcode.write10, Opcode.write12, Opcode.write16,
+        case Opcode.write6, Opcode.write10, Opcode.write12, Opcode.write16, Opcode.orWrite16,
              Opcode.writeVerify10, Opcode.writeVerify12, Opcode.writeVerify16:
             return Int(truncatingIfNeeded: BlockRange.decode(cdb).count) &* bs
         case Opcode.verify10, Opcode.verify12, Opcode.verify16:

@@ -78,6 +78,9 @@ enum Opcode {
     static let writeAtomic16: UInt8 = 0x9C
     static let extendedCopy: UInt8 = 0x83
     static let receiveCopyResults: UInt8 = 0x84
+    static let orWrite16: UInt8 = 0x8B
+    static let readDefectData10: UInt8 = 0x37
+    static let readDefectData12: UInt8 = 0xB7
 
     // Service actions.
     static let saReadCapacity16: UInt8 = 0x10
@@ -208,6 +211,11 @@ public actor SCSITarget {
         case Opcode.compareAndWrite:
             if lu.mode.swp { throw .writeProtected }
             return try await compareAndWrite(lu, c)
+        case Opcode.orWrite16:
+            if lu.mode.swp { throw .writeProtected }
+            return try await orWrite(lu, c)
+        case Opcode.readDefectData10, Opcode.readDefectData12:
+            return try readDefectData(lu, c)
         case Opcode.writeAtomic16:
             if lu.mode.swp { throw .writeProtected }
             return try await writeAtomic(lu, c)

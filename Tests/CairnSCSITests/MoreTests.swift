@@ -119,3 +119,41 @@ import Testing
         }
     }
 }
+
+@Suite struct OrWriteAndDefectDataTests {
+    static func orwrite16(_ lba: UInt64, _ n: UInt32, flags: UInt8 = 0) -> [UInt8] {
+        var c: [UInt8] = [0x8B, flags]
+        for i in (0..<8).reversed() { c.append(UInt8(truncatingIfNeeded: lba >> (8 * UInt64(i)))) }
+        for i in (0..<4).reversed() { c.append(UInt8(truncatingIfNeeded: n >> (8 * UInt32(i)))) }
+        return c + [0, 0]
+    }
+
+    @Test func orWriteOrsTheDataOutIntoTheBlocks() async throws {
+        let h = try Harness(blocks: 64)
+        #expect(await h.run(write10(4, 2), data: [UInt8](repeating: 0xA5, count: 1024)).good)
+        #expect(await h.run(Self.orwrite16(4, 2), data: [UInt8](repeating: 0x5A, count: 1024)).good)
+        #expect(h.store.inner.bytes(lba: 4, count: 2) == [UInt8](repeating: 0xFF, count: 1024))
+        #expect(h.store.inner.bytes(lba: 6, count: 1) == [UInt8](repeating: 0, count: 512))
+    }
+
+    @Test func orWriteChecksRangeProtectAndZeroBlocks() async throws {
+        let h = try Harness(blocks: 64)
+        #expect(await h.run(Self.orwrite16(63, 2), data: [UInt8](repeating: 1, count: 1024)).isCheck(0x05, 0x21, 0x00))
+        #expect(await h.run(Self.orwrite16(0, 1, flags: 0x20), data: [UInt8](repeating: 1, count: 512)).isCheck(0x05, 0x24, 0x00))
+        #expect(await h.run(Self.orwrite16(0, 0)).good)
+    }
+
+    @Test func readDefectDataReportsEmptyLists() async throws {
+        let h = try Harness(blocks: 64)
+        let r10 = await h.run([0x37, 0, 0x18, 0, 0, 0, 0, 0, 32, 0])
+        #expect(r10.good && r10.data == [0, 0x18, 0, 0])
+        let r12 = await h.run([0xB7, 0x18, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0])
+        #expect(r12.good && r12.data == [0, 0x18, 0, 0, 0, 0, 0, 0])
+    }
+
+    @Test func readCapacity16ReportsFourKiBPhysicalBlocks() async throws {
+        let h = try Harness(blocks: 64)
+        let r = await h.run([0x9E, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0])
+        #expect(r.good && r.data[13] & 0x0F == 3)
+    }
+}
