@@ -4,8 +4,8 @@
 #   free_port                     print a free TCP port on 127.0.0.1
 #   wait_listen PORT SECS         wait until something listens on 127.0.0.1:PORT
 #   stop_pid PID [SECS]           SIGTERM, wait up to SECS (default 10), then SIGKILL
-#   cairn_bin                     path of the cairn binary ($CAIRN_BIN, else
-#                                 .build/release/cairn, else .build/debug/cairn)
+#   cairn_bin                     path of the cairn binary ($CAIRN_BIN, else the
+#                                 newer of .build/release/cairn and .build/debug/cairn)
 #   cairn_start LOG ARGS...       start `cairn controller ARGS...` in the background,
 #                                 stdout+stderr to LOG; wait (bounded by
 #                                 CAIRN_READY_TIMEOUT, default 30 s) for its
@@ -63,10 +63,16 @@ stop_pid() {  # PID [SECS]
 }
 
 cairn_bin() {
-    local b
-    for b in "${CAIRN_BIN:-}" "$CAIRN_ROOT/.build/release/cairn" "$CAIRN_ROOT/.build/debug/cairn"; do
-        if [ -n "$b" ] && [ -x "$b" ]; then echo "$b"; return 0; fi
+    if [ -n "${CAIRN_BIN:-}" ]; then
+        [ -x "$CAIRN_BIN" ] && { echo "$CAIRN_BIN"; return 0; }
+        _log "CAIRN_BIN=$CAIRN_BIN is not an executable"; return 1
+    fi
+    # the newer of the release and debug builds
+    local b best=
+    for b in "$CAIRN_ROOT/.build/release/cairn" "$CAIRN_ROOT/.build/debug/cairn"; do
+        if [ -x "$b" ] && { [ -z "$best" ] || [ "$b" -nt "$best" ]; }; then best=$b; fi
     done
+    [ -n "$best" ] && { echo "$best"; return 0; }
     _log "no cairn binary (set CAIRN_BIN or run 'make build')"
     return 1
 }
