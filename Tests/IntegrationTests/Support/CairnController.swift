@@ -57,8 +57,7 @@ final class CairnController {
     let directory: URL
     let imageFile: URL
     let logFile: URL
-    private let process = Process()
-    private var stopped = false
+    private var process: Subprocess?
 
     /// The binary: $CAIRN_BIN, else .build/debug/cairn of this checkout.
     static func binary() throws -> URL {
@@ -82,17 +81,12 @@ final class CairnController {
         self.directory = try Checkout.temporaryDirectory("cairn-itest-\(name)")
         self.imageFile = directory.appendingPathComponent("\(name).img")
         self.logFile = directory.appendingPathComponent("cairn.log")
-        FileManager.default.createFile(atPath: logFile.path, contents: nil)
-        let log = try FileHandle(forWritingTo: logFile)
-        defer { try? log.close() }
 
-        process.executableURL = try Self.binary()
-        process.arguments = ["controller", "--name", name, "--size", size, "--file", imageFile.path,
-                             "--portal", "127.0.0.1:\(port)"] + arguments
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
+        let arguments = ["controller", "--name", name, "--size", size, "--file", imageFile.path,
+                         "--portal", "127.0.0.1:\(port)"] + arguments
+        let child = try Subprocess(path: try Self.binary().path, arguments: arguments,
+                                   environment: ProcessInfo.processInfo.environment, outputFile: logFile.path)
+        process = child
 
         let deadline = Date().addingTimeInterval(readyTimeout)
         while true {
@@ -100,22 +94,19 @@ final class CairnController {
                 url = found
                 return
             }
-            if !process.isRunning {
-                process.waitUntilExit()
-                let status = process.terminationStatus
-                stopped = true
+            if let status = child.poll() {
                 throw HarnessError("cairn exited (status \(status)) before it was ready; its output:\n\(logText)")
             }
             if Date() > deadline {
-                stop()
+                child.terminate(grace: 5)
                 throw HarnessError("cairn not ready after \(readyTimeout) s; its output:\n\(logText)")
             }
             usleep(20_000)
         }
     }
 
-    var pid: pid_t { process.processIdentifier }
-    var isRunning: Bool { process.isRunning }
+    var pid: pid_t { process?.pid ?? 0 }
+    var isRunning: Bool { process?.isRunning ?? false }
     var logText: String { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }
 
     static func readyURL(in text: String) -> String? {
@@ -128,27 +119,15 @@ final class CairnController {
     }
 
     /// SIGTERM, then SIGKILL if still running after `timeout` seconds. Returns the exit status
-    /// (or -signal when killed by a signal). Removes the scratch directory unless `keepFiles`.
+    /// (-N when killed by signal N). Removes the scratch directory unless `keepFiles`.
     @discardableResult
     func stop(timeout: TimeInterval = 10, keepFiles: Bool = false) -> Int32 {
         defer { if !keepFiles { try? FileManager.default.removeItem(at: directory) } }
-        if stopped { return process.isRunning ? -1 : exitStatus }
-        stopped = true
-        if process.isRunning {
-            kill(pid, SIGTERM)
-            let deadline = Date().addingTimeInterval(timeout)
-            while process.isRunning && Date() < deadline { usleep(20_000) }
-            if process.isRunning { kill(pid, SIGKILL) }
-        }
-        process.waitUntilExit()
-        return exitStatus
-    }
-
-    private var exitStatus: Int32 {
-        process.terminationReason == .uncaughtSignal ? -process.terminationStatus : process.terminationStatus
+        return process?.terminate(grace: timeout) ?? -1
     }
 
     deinit {
-        if !stopped { stop() }
+        process?.terminate(grace: 5)
+        try? FileManager.default.removeItem(at: directory)
     }
 }

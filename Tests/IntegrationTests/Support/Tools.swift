@@ -49,34 +49,17 @@ enum Tools {
         let dir = try Checkout.temporaryDirectory("cairn-tool")
         defer { try? FileManager.default.removeItem(at: dir) }
         let outFile = dir.appendingPathComponent("output")
-        FileManager.default.createFile(atPath: outFile.path, contents: nil)
-        let out = try FileHandle(forWritingTo: outFile)
-        defer { try? out.close() }
-
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = arguments
-        p.environment = env
-        p.standardInput = FileHandle.nullDevice
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-
+        let child = try Subprocess(path: path, arguments: arguments, environment: env, outputFile: outFile.path)
         var timedOut = false
-        let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { usleep(10_000) }
-        if p.isRunning {
+        var status = child.wait(timeout: timeout)
+        if status == nil {
             timedOut = true
-            kill(p.processIdentifier, SIGTERM)
-            let hard = Date().addingTimeInterval(5)
-            while p.isRunning && Date() < hard { usleep(10_000) }
-            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            status = child.terminate(grace: 5)
         }
-        p.waitUntilExit()
         let text = (try? String(contentsOf: outFile, encoding: .utf8)) ?? ""
-        return ToolResult(command: [tool] + arguments, status: p.terminationStatus, timedOut: timedOut, output: text)
+        return ToolResult(command: [tool] + arguments, status: status ?? -1, timedOut: timedOut, output: text)
     }
 }
 
@@ -84,7 +67,7 @@ enum Tools {
 func writeRandomFile(_ url: URL, count: Int) throws {
     let src = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/dev/urandom"))
     defer { try? src.close() }
-    FileManager.default.createFile(atPath: url.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: url.path, contents: nil)
     let dst = try FileHandle(forWritingTo: url)
     defer { try? dst.close() }
     var left = count
