@@ -2,8 +2,8 @@
 # Install the Debian packages named on the command line that are missing.
 # Usage: scripts/deps.sh PACKAGE...
 # Checks each with dpkg-query; runs `apt-get update` once, then
-# `apt-get install -y` for the missing ones (needs root).  Nothing else is
-# downloaded.
+# `apt-get install -y` for the missing ones (needs root), without starting
+# services (tgt's own tgtd).  Nothing else is downloaded.
 set -euo pipefail
 
 missing=()
@@ -18,4 +18,14 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "[deps] installing ${missing[*]}" >&2
 timeout 900 apt-get update -q
+
+# Installing tgt would start the system's tgtd on 0.0.0.0:3260 (where `make run`
+# listens); our scripts only run private tgtd instances on 127.0.0.1.  While
+# installing, a policy-rc.d tells the packages' scripts not to start services.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# temporary, from cairn scripts/deps.sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
 DEBIAN_FRONTEND=noninteractive timeout 1800 apt-get install -y -q "${missing[@]}" </dev/null

@@ -35,7 +35,10 @@
 #                      with `swift build --product cairn` when there is none)
 #   VARIANTS           see above
 #   SUITES             comma-separated suite names to run (default: all)
-#   SUITE_TIMEOUT=180  seconds for one suite;  TEST_TIMEOUT=60  for one test
+#   SUITE_TIMEOUT=120  seconds for one suite;  TEST_TIMEOUT=30  for one test
+#   VARIANT_BUDGET=480 seconds of iscsi-test-cu per variant; past it, and when the
+#                      target stops answering after a timeout, the variant stops
+#                      and its remaining tests are NOTRUN (keeps CI bounded)
 #   SIZE_MIB=128       size of the scratch LUN
 #   EXPECTED           expectations file (default Tests/conformance/expected.tsv)
 #   OUT                output directory (default Tests/conformance/out)
@@ -51,8 +54,9 @@ LOG_TAG=conformance
 
 TARGET=${TARGET:-cairn}
 VARIANTS=${VARIANTS:-plain chap hdigest}
-SUITE_TIMEOUT=${SUITE_TIMEOUT:-180}
-TEST_TIMEOUT=${TEST_TIMEOUT:-60}
+SUITE_TIMEOUT=${SUITE_TIMEOUT:-120}
+TEST_TIMEOUT=${TEST_TIMEOUT:-30}
+VARIANT_BUDGET=${VARIANT_BUDGET:-480}
 SIZE_MIB=${SIZE_MIB:-128}
 EXPECTED=${EXPECTED:-$HERE/expected.tsv}
 OUT=${OUT:-$HERE/out}
@@ -189,11 +193,16 @@ run_probes() {  # VARIANT
     esac
 }
 
-tcu() {  # TIMEOUT PATTERN OUTFILE
+tcu() {  # TIMEOUT PATTERN OUTFILE -> 1 if it was killed by the timeout
     local rc=0
     timeout -k 5 "$1" stdbuf -o0 -e0 iscsi-test-cu -d -S -t "$2" "$URL" "$URL2" >"$3" 2>&1 || rc=$?
     echo "exit status $rc$([ "$rc" -eq 124 ] && echo " (killed after $1 s)")" >>"$3"
+    [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ]
 }
+
+# After a timeout: does the target still answer an INQUIRY?  If not, the rest
+# of the variant is not run (each suite would only time out in turn).
+responsive() { timeout 15 iscsi-inq "$URL" >/dev/null 2>&1; }
 
 run_variant() {  # VARIANT -> 0 ok, 1 regressions
     local variant=$1 suite t started
@@ -216,18 +225,35 @@ run_variant() {  # VARIANT -> 0 ok, 1 regressions
     _log "$variant: $URL (+ $URL2), ${#SUITE_LIST[@]} suites"
     local t0=$SECONDS
     run_probes "$variant" >"$VDIR/probes.tsv"
+    local budget_end=$((SECONDS + VARIANT_BUDGET)) aborted=
     for suite in "${SUITE_LIST[@]}"; do
-        tcu "$SUITE_TIMEOUT" "ALL.$suite" "$VDIR/suite-$suite.txt"
+        if [ "$SECONDS" -ge "$budget_end" ]; then
+            aborted="time budget of ${VARIANT_BUDGET}s used up before suite $suite"; break
+        fi
+        if ! tcu "$SUITE_TIMEOUT" "ALL.$suite" "$VDIR/suite-$suite.txt"; then
+            _log "$variant: suite $suite killed after ${SUITE_TIMEOUT}s"
+            responsive || { aborted="target unresponsive after suite $suite hung"; break; }
+        fi
         # Tests that never started (the suite was killed or crashed before them)
         # run one by one.
         started=$("${TCU[@]}" parse "$VDIR/suite-$suite.txt" | cut -f1)
         while read -r t; do
             if ! grep -qxF "$t" <<<"$started" && ! grep -qxF "$suite.*" <<<"$started"; then
+                [ "$SECONDS" -lt "$budget_end" ] || { aborted="time budget of ${VARIANT_BUDGET}s used up in suite $suite"; break; }
                 _log "$variant: $t did not run in its suite run; running it alone"
-                tcu "$TEST_TIMEOUT" "ALL.$t" "$VDIR/test-$t.txt"
+                if ! tcu "$TEST_TIMEOUT" "ALL.$t" "$VDIR/test-$t.txt"; then
+                    responsive || { aborted="target unresponsive after $t hung"; break; }
+                fi
             fi
         done < <(grep "^$suite\." "$OUT/tests.txt")
+        [ -z "$aborted" ] || break
     done
+    if [ -n "$aborted" ]; then
+        _log "$variant: stopped early: $aborted"
+        printf 'Target.Completed\tFAIL\t%s (the tests not run are NOTRUN)\n' "$aborted" >>"$VDIR/probes.tsv"
+    else
+        printf 'Target.Completed\tPASS\t\n' >>"$VDIR/probes.tsv"
+    fi
     stop_target "$VDIR" >>"$VDIR/probes.tsv"
     rm -f "$VDIR/lun.img" "$VDIR/lun1.img"
     _log "$variant: iscsi-test-cu took $((SECONDS - t0)) s"
