@@ -114,12 +114,12 @@ _tgtadm() { timeout 30 tgtadm -C "$TGT_CTRL" "$@"; }
 
 tgt_start() {  # DIR PORT SIZE_MIB [BSOFLAGS]
     local dir=$1 port=$2 size_mib=$3 bsoflags=${4:-} img deadline
-    mkdir -p "$dir"
+    mkdir -p "$dir" || return 1
     img=$dir/lun1.img
     if [ "$(stat -c %s "$img" 2>/dev/null || echo 0)" -ne $((size_mib * 1048576)) ]; then
         rm -f "$img"
         # written once with zeros: real allocated blocks, like cairn's file
-        timeout 300 dd if=/dev/zero of="$img" bs=1M count="$size_mib" conv=fsync status=none
+        timeout 300 dd if=/dev/zero of="$img" bs=1M count="$size_mib" conv=fsync status=none || return 1
     fi
     # The management socket is /var/run/tgtd/socket.$TGT_CTRL.  tgtd takes a
     # control port of at most 4 digits: derive one from the iSCSI port (which
@@ -137,22 +137,25 @@ tgt_start() {  # DIR PORT SIZE_MIB [BSOFLAGS]
         [ "$SECONDS" -lt "$deadline" ] || { _log "tgtd management socket not up"; tgt_stop; return 1; }
         sleep 0.05
     done
-    _tgtadm --lld iscsi --mode target --op new --tid 1 --targetname "$TGT_IQN"
+    # (may run inside an `if`, where set -e does not apply: check each step)
     local lu=(--lld iscsi --mode logicalunit --op new --tid 1 --lun 1 --backing-store "$img")
     [ -n "$bsoflags" ] && lu+=(--bsoflags "$bsoflags")
-    _tgtadm "${lu[@]}"
-    _tgtadm --lld iscsi --mode target --op bind --tid 1 --initiator-address ALL
+    if ! { _tgtadm --lld iscsi --mode target --op new --tid 1 --targetname "$TGT_IQN" &&
+           _tgtadm "${lu[@]}" &&
+           _tgtadm --lld iscsi --mode target --op bind --tid 1 --initiator-address ALL; }; then
+        _log "tgtadm failed configuring the target"; tgt_stop; return 1
+    fi
     wait_listen "$port" 20 || { _log "tgtd not listening on $port"; tgt_stop; return 1; }
     TGT_URL="iscsi://127.0.0.1:$port/$TGT_IQN/1"
     _log "tgtd pid $TGT_PID ready at $TGT_URL${bsoflags:+ (bsoflags=$bsoflags)}"
 }
 
 tgt_chap() {  # USER SECRET [MUTUAL_USER MUTUAL_SECRET]
-    _tgtadm --lld iscsi --mode account --op new --user "$1" --password "$2"
-    _tgtadm --lld iscsi --mode account --op bind --tid 1 --user "$1"
+    _tgtadm --lld iscsi --mode account --op new --user "$1" --password "$2" &&
+        _tgtadm --lld iscsi --mode account --op bind --tid 1 --user "$1" || return 1
     if [ -n "${3:-}" ]; then
-        _tgtadm --lld iscsi --mode account --op new --user "$3" --password "$4"
-        _tgtadm --lld iscsi --mode account --op bind --tid 1 --user "$3" --outgoing
+        _tgtadm --lld iscsi --mode account --op new --user "$3" --password "$4" &&
+            _tgtadm --lld iscsi --mode account --op bind --tid 1 --user "$3" --outgoing || return 1
     fi
 }
 

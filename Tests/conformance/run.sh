@@ -114,19 +114,20 @@ start_target() {  # VARIANT DIR -> URL, URL2
             mchap) args+=(--chap-user "$CHAP_USER" --chap-secret "$CHAP_SECRET"
                           --mutual-chap-user "$MCHAP_USER" --mutual-chap-secret "$MCHAP_SECRET") ;;
         esac
-        cairn_start "$dir/cairn.log" "${args[@]}"
+        # (called in an `if`, where set -e does not apply: every step checks itself)
+        cairn_start "$dir/cairn.log" "${args[@]}" || return 1
         URL=$CAIRN_URL
         URL2=${URL/:$p1\//:$p2/}
     else
-        tgt_start "$dir" "$p1" "$SIZE_MIB"
-        _tgtadm --lld iscsi --mode portal --op new --param "portal=127.0.0.1:$p2"
-        wait_listen "$p2" 10
+        tgt_start "$dir" "$p1" "$SIZE_MIB" || return 1
+        _tgtadm --lld iscsi --mode portal --op new --param "portal=127.0.0.1:$p2" || return 1
+        wait_listen "$p2" 10 || return 1
         case "$variant" in
-            chap)  tgt_chap "$CHAP_USER" "$CHAP_SECRET" ;;
-            mchap) tgt_chap "$CHAP_USER" "$CHAP_SECRET" "$MCHAP_USER" "$MCHAP_SECRET" ;;
+            chap)  tgt_chap "$CHAP_USER" "$CHAP_SECRET" || return 1 ;;
+            mchap) tgt_chap "$CHAP_USER" "$CHAP_SECRET" "$MCHAP_USER" "$MCHAP_SECRET" || return 1 ;;
             # tgt's default is HeaderDigest=None, and it answers None even to an
             # initiator offering only CRC32C: ask it for CRC32C explicitly.
-            hdigest) _tgtadm --lld iscsi --mode target --op update --tid 1 --name HeaderDigest --value CRC32C ;;
+            hdigest) _tgtadm --lld iscsi --mode target --op update --tid 1 --name HeaderDigest --value CRC32C || return 1 ;;
         esac
         URL=$TGT_URL
         URL2=${URL/:$p1\//:$p2/}
@@ -219,7 +220,8 @@ run_variant() {  # VARIANT -> 0 ok, 1 regressions
     esac
     _log "=== variant $variant: starting $TARGET"
     if ! start_target "$variant" "$VDIR"; then
-        echo "conformance $variant: target did not start" | tee "$VDIR/summary.txt"
+        echo "conformance $variant ($TARGET): FAILED: the target did not start (see above and $VDIR)" | tee "$VDIR/summary.txt"
+        cairn_stop; tgt_stop
         return 1
     fi
     _log "$variant: $URL (+ $URL2), ${#SUITE_LIST[@]} suites"
