@@ -36,9 +36,10 @@
 #   VARIANTS           see above
 #   SUITES             comma-separated suite names to run (default: all)
 #   SUITE_TIMEOUT=120  seconds for one suite;  TEST_TIMEOUT=30  for one test
-#   VARIANT_BUDGET=480 seconds of iscsi-test-cu per variant; past it, and when the
-#                      target stops answering after a timeout, the variant stops
-#                      and its remaining tests are NOTRUN (keeps CI bounded)
+#   VARIANT_BUDGET=300 seconds of iscsi-test-cu per variant, TOTAL_BUDGET=720 for
+#                      all variants; past either, and when the target stops
+#                      answering after a timeout, the variant stops and its
+#                      remaining tests are NOTRUN (keeps CI bounded)
 #   SIZE_MIB=128       size of the scratch LUN
 #   EXPECTED           expectations file (default Tests/conformance/expected.tsv)
 #   OUT                output directory (default Tests/conformance/out)
@@ -56,7 +57,9 @@ TARGET=${TARGET:-cairn}
 VARIANTS=${VARIANTS:-plain chap hdigest}
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-120}
 TEST_TIMEOUT=${TEST_TIMEOUT:-30}
-VARIANT_BUDGET=${VARIANT_BUDGET:-480}
+VARIANT_BUDGET=${VARIANT_BUDGET:-300}
+TOTAL_BUDGET=${TOTAL_BUDGET:-720}
+TOTAL_END=$((SECONDS + TOTAL_BUDGET))
 SIZE_MIB=${SIZE_MIB:-128}
 EXPECTED=${EXPECTED:-$HERE/expected.tsv}
 OUT=${OUT:-$HERE/out}
@@ -228,9 +231,10 @@ run_variant() {  # VARIANT -> 0 ok, 1 regressions
     local t0=$SECONDS
     run_probes "$variant" >"$VDIR/probes.tsv"
     local budget_end=$((SECONDS + VARIANT_BUDGET)) aborted=
+    [ "$budget_end" -le "$TOTAL_END" ] || budget_end=$TOTAL_END
     for suite in "${SUITE_LIST[@]}"; do
         if [ "$SECONDS" -ge "$budget_end" ]; then
-            aborted="time budget of ${VARIANT_BUDGET}s used up before suite $suite"; break
+            aborted="time budget (VARIANT_BUDGET/TOTAL_BUDGET) used up before suite $suite"; break
         fi
         if ! tcu "$SUITE_TIMEOUT" "ALL.$suite" "$VDIR/suite-$suite.txt"; then
             _log "$variant: suite $suite killed after ${SUITE_TIMEOUT}s"
@@ -241,7 +245,7 @@ run_variant() {  # VARIANT -> 0 ok, 1 regressions
         started=$("${TCU[@]}" parse "$VDIR/suite-$suite.txt" | cut -f1)
         while read -r t; do
             if ! grep -qxF "$t" <<<"$started" && ! grep -qxF "$suite.*" <<<"$started"; then
-                [ "$SECONDS" -lt "$budget_end" ] || { aborted="time budget of ${VARIANT_BUDGET}s used up in suite $suite"; break; }
+                [ "$SECONDS" -lt "$budget_end" ] || { aborted="time budget (VARIANT_BUDGET/TOTAL_BUDGET) used up in suite $suite"; break; }
                 _log "$variant: $t did not run in its suite run; running it alone"
                 if ! tcu "$TEST_TIMEOUT" "ALL.$t" "$VDIR/test-$t.txt"; then
                     responsive || { aborted="target unresponsive after $t hung"; break; }
