@@ -2,7 +2,7 @@
 # /opt/swift) `make run` and `make test` install what they need.
 #
 #   make deps          Debian packages the tools need (apt-get, only if missing)
-#   make build         swift build (debug)          make release   (release)
+#   make build         swift build (debug)          make release   (release build of cairn)
 #   make run           a demo volume: cairn controller on 127.0.0.1:3260, until Ctrl-C
 #   make test          swift test, then the conformance run; non-zero on any failure
 #   make unit          swift test alone
@@ -42,7 +42,7 @@ build:
 	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
 
 release:
-	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS)
+	$(SWIFT) build -c release --product cairn $(SWIFT_BUILD_FLAGS)
 
 run: deps release
 	CAIRN_BIN="$(RELEASE_BIN)" scripts/run-demo.sh

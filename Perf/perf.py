@@ -51,18 +51,26 @@ def cmd_job(argv):
     opts = dict(zip(argv[:sep:2], argv[1:sep:2]))
     pid, ramp, out = int(opts["--pid"]), float(opts["--ramp"]), opts["--out"]
     fio = subprocess.Popen(argv[sep + 1:])
+    first = last = None
     try:
-        rc = fio.wait(timeout=ramp)
-    except subprocess.TimeoutExpired:
-        rc = None
-    first = sample(pid)
-    if rc is None:
+        try:
+            rc = fio.wait(timeout=ramp)
+        except subprocess.TimeoutExpired:
+            rc = None
+        first = sample(pid)
+        if rc is None:
+            rc = fio.wait()
+        last = sample(pid)
+    except (OSError, IndexError, ValueError) as e:  # the target went away
+        print(f"perf.py: cannot sample pid {pid}: {e}", file=sys.stderr)
         rc = fio.wait()
-    last = sample(pid)
+    if first and last:
+        result = {"cpu_s": last[1] - first[1], "ctx_vol": last[2] - first[2],
+                  "ctx_invol": last[3] - first[3], "window_s": last[0] - first[0], "fio_rc": rc}
+    else:
+        result = {"fio_rc": rc, "target_gone": True}
     with open(out, "w") as f:
-        json.dump({"cpu_s": last[1] - first[1], "ctx_vol": last[2] - first[2],
-                   "ctx_invol": last[3] - first[3], "window_s": last[0] - first[0],
-                   "fio_rc": rc}, f)
+        json.dump(result, f)
     return rc
 
 
@@ -105,6 +113,8 @@ def cmd_report(rundir):
                 with open(base + ".cpu.json") as f:
                     cpu = json.load(f)
                 r.update(cpu)
+                if cpu.get("target_gone"):
+                    raise ValueError("the target process was gone during the job")
                 ios = r["total_ios"]
                 r["cpu_us_per_io"] = cpu["cpu_s"] * 1e6 / ios if ios else None
                 r["ctx_per_io"] = (cpu["ctx_vol"] + cpu["ctx_invol"]) / ios if ios else None

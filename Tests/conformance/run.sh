@@ -83,8 +83,9 @@ case "$TARGET" in
     *) _log "TARGET must be cairn or tgt"; exit 2 ;;
 esac
 
-rm -rf "$OUT"
 mkdir -p "$OUT"
+for v in plain chap mchap hdigest; do rm -rf "${OUT:?}/$v"; done
+rm -f "$OUT/summary.txt" "$OUT/tests.txt" "$OUT/all-tests.txt" "$OUT/force-digest.so"
 OUT=$(cd "$OUT" && pwd)
 
 # The header-digest shim (see force-digest.c).
