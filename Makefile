@@ -1,0 +1,81 @@
+# Cairn: build, run, test.  GNU make; on a fresh Debian 12 (as root, Swift at
+# /opt/swift) `make run` and `make test` install what they need.
+#
+#   make deps          Debian packages the tools need (apt-get, only if missing)
+#   make build         swift build (debug)          make release   (release build of cairn)
+#   make run           a demo volume: cairn controller on 127.0.0.1:3260, until Ctrl-C
+#   make test          swift test, then the conformance run; non-zero on any failure
+#   make unit          swift test alone
+#   make conformance   libiscsi's iscsi-test-cu against cairn (Tests/conformance/)
+#   make perf          fio matrix, cairn vs tgt (Perf/run; RUNTIME=20 RAMP=3)
+#   make fio           fio with the libiscsi engine, built into .cache/fio/
+#   make fuzz SECONDS=N   the PDU fuzzer (Fuzz/build.sh, then Fuzz/out/pdu-fuzz)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+# Swift: the one on PATH, else /opt/swift.
+ifeq ($(shell command -v swift),)
+export PATH := /opt/swift/usr/bin:$(PATH)
+endif
+SWIFT ?= swift
+SWIFT_BUILD_FLAGS ?=
+SECONDS ?= 60
+
+DEPS_APT := liburing-dev libiscsi-bin libiscsi-dev tgt qemu-utils qemu-block-extra \
+            python3 iproute2 coreutils util-linux libc6-dev
+FIO_APT  := dpkg-dev build-essential pkg-config zlib1g-dev libaio-dev
+
+DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)/cairn
+RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path)/cairn
+
+.PHONY: deps deps-perf build release run test unit conformance perf fio fuzz clean
+
+deps:
+	@scripts/deps.sh $(DEPS_APT)
+
+deps-perf: deps
+	@scripts/deps.sh $(FIO_APT)
+
+build:
+	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
+
+release:
+	$(SWIFT) build -c release --product cairn $(SWIFT_BUILD_FLAGS)
+
+run: deps release
+	CAIRN_BIN="$(RELEASE_BIN)" scripts/run-demo.sh
+
+# swift test's own output (and its summary lines) goes out unfiltered.  The
+# conformance run goes on when unit tests fail, so one CI run reports both.
+test: deps build
+	@rc=0; \
+	$(SWIFT) test $(SWIFT_BUILD_FLAGS) || rc=1; \
+	CAIRN_BIN="$(DEBUG_BIN)" Tests/conformance/run.sh || rc=1; \
+	if [ $$rc -ne 0 ]; then echo "make test: FAILED (see above)"; else echo "make test: OK"; fi; \
+	exit $$rc
+
+unit: deps build
+	$(SWIFT) test $(SWIFT_BUILD_FLAGS)
+
+conformance: deps build
+	CAIRN_BIN="$(DEBUG_BIN)" Tests/conformance/run.sh
+
+fio: deps-perf
+	@Perf/build-fio.sh
+
+perf: deps-perf release fio
+	CAIRN_BIN="$(RELEASE_BIN)" Perf/run
+
+fuzz:
+	@if [ ! -x Fuzz/build.sh ]; then \
+	    echo "make fuzz: Fuzz/build.sh is missing (or not executable): the PDU fuzz harness is not in this checkout" >&2; \
+	    exit 1; \
+	fi
+	Fuzz/build.sh
+	Fuzz/out/pdu-fuzz -max_total_time=$(SECONDS)
+
+clean:
+	$(SWIFT) package clean
+	rm -rf Tests/conformance/out

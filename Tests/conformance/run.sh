@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# Conformance run: libiscsi's iscsi-test-cu against `cairn controller` (or tgt).
+#
+# Usage: Tests/conformance/run.sh
+#
+# For each variant, a fresh target is started on free loopback ports (two
+# portals: the second one is the extra URL the MultipathIO suite needs), then
+# every suite of `iscsi-test-cu -t ALL` runs as its own process under
+# `timeout` (libiscsi has no command timeout).  When a suite is killed or
+# crashes, the test that was running is NORESULT and the tests after it are
+# re-run one by one, each under its own timeout, so one hung test does not hide
+# the rest.  The per-test results are checked against expected.tsv (see
+# tcu.py): a failure, crash or hang fails the run, and so does a skip where a
+# pass is expected; a pass where a skip is expected is an improvement.
+#
+# Variants (VARIANTS, default "plain chap hdigest"):
+#   plain    no authentication, no digests
+#   chap     target requires CHAP; iscsi-test-cu logs in with
+#            LIBISCSI_CHAP_USERNAME / LIBISCSI_CHAP_PASSWORD (read by
+#            iscsi_create_context for every session it opens).  Probes: a login
+#            without credentials and one with a wrong secret must both fail.
+#   mchap    as chap, plus mutual CHAP (LIBISCSI_CHAP_TARGET_USERNAME /
+#            LIBISCSI_CHAP_TARGET_PASSWORD; cairn --mutual-chap-user/-secret)
+#   hdigest  HeaderDigest=CRC32C.  The URL parameter ?header_digest=crc32c does
+#            not work for iscsi-test-cu (nor iscsi-inq): both call
+#            iscsi_set_header_digest(NONE_CRC32C) after parsing the URL, so the
+#            login offers "None,CRC32C" and a target may pick None.  We preload
+#            force-digest.so, which makes that call offer exactly "CRC32C", and
+#            a probe checks the target's login reply says HeaderDigest=CRC32C.
+#
+# Environment:
+#   TARGET=cairn|tgt   what to test (default cairn; tgt = Debian's tgtd, used to
+#                      develop this harness and as the reference)
+#   CAIRN_BIN          cairn binary (default .build/{release,debug}/cairn; built
+#                      with `swift build --product cairn` when there is none)
+#   VARIANTS           see above
+#   SUITES             comma-separated suite names to run (default: all)
+#   SUITE_TIMEOUT=120  seconds for one suite;  TEST_TIMEOUT=30  for one test
+#   VARIANT_BUDGET=300 seconds of iscsi-test-cu per variant, TOTAL_BUDGET=720 for
+#                      all variants; past either, and when the target stops
+#                      answering after a timeout, the variant stops and its
+#                      remaining tests are NOTRUN (keeps CI bounded)
+#   SIZE_MIB=128       size of the scratch LUN
+#   EXPECTED           expectations file (default Tests/conformance/expected.tsv)
+#   OUT                output directory (default Tests/conformance/out)
+# Output: $OUT/<variant>/ raw outputs, results.tsv (per test), summary.txt;
+#         $OUT/summary.txt (all variants).  Exit 1 if any variant fails.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=../../scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+LOG_TAG=conformance
+
+TARGET=${TARGET:-cairn}
+VARIANTS=${VARIANTS:-plain chap hdigest}
+SUITE_TIMEOUT=${SUITE_TIMEOUT:-120}
+TEST_TIMEOUT=${TEST_TIMEOUT:-30}
+VARIANT_BUDGET=${VARIANT_BUDGET:-300}
+TOTAL_BUDGET=${TOTAL_BUDGET:-720}
+TOTAL_END=$((SECONDS + TOTAL_BUDGET))
+SIZE_MIB=${SIZE_MIB:-128}
+EXPECTED=${EXPECTED:-$HERE/expected.tsv}
+OUT=${OUT:-$HERE/out}
+TCU=(python3 "$HERE/tcu.py")
+
+CHAP_USER=cairn-initiator
+CHAP_SECRET=conformance-secret-1
+MCHAP_USER=cairn-target
+MCHAP_SECRET=conformance-secret-2
+
+for tool in iscsi-test-cu iscsi-inq stdbuf ss python3; do
+    command -v "$tool" >/dev/null || { _log "$tool not found: run 'make deps'"; exit 1; }
+done
+case "$TARGET" in
+    cairn) if ! cairn_bin >/dev/null 2>&1; then
+               _log "building cairn (swift build --product cairn)"
+               (cd "$ROOT" && timeout 1800 swift build --product cairn)
+           fi
+           CAIRN_BIN=$(cairn_bin); export CAIRN_BIN ;;
+    tgt) command -v tgtd >/dev/null || { _log "tgtd not found: run 'make deps'"; exit 1; } ;;
+    *) _log "TARGET must be cairn or tgt"; exit 2 ;;
+esac
+
+mkdir -p "$OUT"
+for v in plain chap mchap hdigest; do rm -rf "${OUT:?}/$v"; done
+rm -f "$OUT/summary.txt" "$OUT/tests.txt" "$OUT/all-tests.txt" "$OUT/force-digest.so"
+OUT=$(cd "$OUT" && pwd)
+
+# The header-digest shim (see force-digest.c).
+CC=$(command -v cc || command -v gcc || command -v clang || echo /opt/swift/usr/bin/clang)
+timeout 120 "$CC" -shared -fPIC -O2 -o "$OUT/force-digest.so" "$HERE/force-digest.c" -ldl
+
+timeout 30 iscsi-test-cu --list | "${TCU[@]}" list >"$OUT/all-tests.txt"
+if [ -n "${SUITES:-}" ]; then
+    pat="^($(echo "$SUITES" | tr -d ' ' | tr ',' '|'))\."
+    grep -E "$pat" "$OUT/all-tests.txt" >"$OUT/tests.txt" || { _log "no suite matches SUITES=$SUITES"; exit 2; }
+else
+    cp "$OUT/all-tests.txt" "$OUT/tests.txt"
+fi
+mapfile -t SUITE_LIST < <(cut -d. -f1 "$OUT/tests.txt" | awk '!seen[$0]++')
+
+# --- targets -------------------------------------------------------------------
+TGT_PID= CAIRN_PID=
+cleanup() { cairn_stop; tgt_stop; }
+trap cleanup EXIT
+
+start_target() {  # VARIANT DIR -> URL, URL2
+    local variant=$1 dir=$2 p1 p2 args=()
+    p1=$(free_port); p2=$(free_port)
+    while [ "$p2" = "$p1" ]; do p2=$(free_port); done
+    if [ "$TARGET" = cairn ]; then
+        args=(--name conformance --size "${SIZE_MIB}MiB" --file "$dir/lun.img"
+              --portal "127.0.0.1:$p1" --portal "127.0.0.1:$p2" --log-level "${CAIRN_LOG_LEVEL:-info}")
+        case "$variant" in
+            chap)  args+=(--chap-user "$CHAP_USER" --chap-secret "$CHAP_SECRET") ;;
+            mchap) args+=(--chap-user "$CHAP_USER" --chap-secret "$CHAP_SECRET"
+                          --mutual-chap-user "$MCHAP_USER" --mutual-chap-secret "$MCHAP_SECRET") ;;
+        esac
+        # (called in an `if`, where set -e does not apply: every step checks itself)
+        cairn_start "$dir/cairn.log" "${args[@]}" || return 1
+        URL=$CAIRN_URL
+        URL2=${URL/:$p1\//:$p2/}
+    else
+        tgt_start "$dir" "$p1" "$SIZE_MIB" || return 1
+        _tgtadm --lld iscsi --mode portal --op new --param "portal=127.0.0.1:$p2" || return 1
+        wait_listen "$p2" 10 || return 1
+        case "$variant" in
+            chap)  tgt_chap "$CHAP_USER" "$CHAP_SECRET" || return 1 ;;
+            mchap) tgt_chap "$CHAP_USER" "$CHAP_SECRET" "$MCHAP_USER" "$MCHAP_SECRET" || return 1 ;;
+            # tgt's default is HeaderDigest=None, and it answers None even to an
+            # initiator offering only CRC32C: ask it for CRC32C explicitly.
+            hdigest) _tgtadm --lld iscsi --mode target --op update --tid 1 --name HeaderDigest --value CRC32C || return 1 ;;
+        esac
+        URL=$TGT_URL
+        URL2=${URL/:$p1\//:$p2/}
+    fi
+}
+
+stop_target() {  # DIR: records whether the target survived the run
+    if [ "$TARGET" = cairn ]; then
+        local rc=0
+        if ! alive "$CAIRN_PID"; then
+            wait "$CAIRN_PID" 2>/dev/null || rc=$?
+            echo "Target.Survived	FAIL	cairn exited during the run (status $rc); see cairn.log"
+            CAIRN_PID=
+            return
+        fi
+        kill -TERM "$CAIRN_PID"
+        local deadline=$((SECONDS + ${CAIRN_STOP_TIMEOUT:-15}))
+        while alive "$CAIRN_PID" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.05; done
+        if alive "$CAIRN_PID"; then
+            echo "Target.Survived	FAIL	cairn did not exit within ${CAIRN_STOP_TIMEOUT:-15}s of SIGTERM"
+            cairn_stop
+            return
+        fi
+        wait "$CAIRN_PID" 2>/dev/null || rc=$?
+        CAIRN_PID=
+        if [ "$rc" -eq 0 ]; then echo "Target.Survived	PASS	"
+        else echo "Target.Survived	FAIL	cairn exited with status $rc after SIGTERM"; fi
+    else
+        if alive "$TGT_PID"; then echo "Target.Survived	PASS	"
+        else echo "Target.Survived	FAIL	tgtd exited during the run"; fi
+        tgt_stop
+    fi
+}
+
+probe() {  # NAME EXPECT(ok|fail) CMD... -> one results line
+    local name=$1 want=$2 rc=0; shift 2
+    "$@" >>"$VDIR/probes.txt" 2>&1 || rc=$?
+    if { [ "$want" = ok ] && [ "$rc" -eq 0 ]; } || { [ "$want" = fail ] && [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]; }; then
+        printf '%s\tPASS\t\n' "$name"
+    else
+        printf '%s\tFAIL\texpected %s, exit status %s\n' "$name" "$want" "$rc"
+    fi
+}
+
+run_probes() {  # VARIANT
+    local inq=(timeout 20 iscsi-inq "$URL")
+    case "$1" in
+        chap|mchap)
+            probe Probe.ChapNoCredentialsRejected fail \
+                env -u LIBISCSI_CHAP_USERNAME -u LIBISCSI_CHAP_PASSWORD "${inq[@]}"
+            probe Probe.ChapWrongSecretRejected fail env LIBISCSI_CHAP_PASSWORD=wrong-secret-0 "${inq[@]}"
+            probe Probe.ChapLogin ok "${inq[@]}"
+            ;;
+        hdigest)
+            local reply
+            reply=$(LIBISCSI_DEBUG=10 "${inq[@]}" 2>&1 | grep -o 'TargetLoginReply: HeaderDigest=[A-Za-z0-9]*' | head -n1 || true)
+            echo "header digest probe: $reply" >>"$VDIR/probes.txt"
+            if [ "$reply" = "TargetLoginReply: HeaderDigest=CRC32C" ]; then
+                printf 'Probe.HeaderDigestNegotiated\tPASS\t\n'
+            else
+                printf 'Probe.HeaderDigestNegotiated\tFAIL\tlogin reply: %s\n' "${reply:-none (login failed?)}"
+            fi
+            ;;
+    esac
+}
+
+tcu() {  # TIMEOUT PATTERN OUTFILE -> 1 if it was killed by the timeout
+    local rc=0
+    timeout -k 5 "$1" stdbuf -o0 -e0 iscsi-test-cu -d -S -t "$2" "$URL" "$URL2" >"$3" 2>&1 || rc=$?
+    echo "exit status $rc$([ "$rc" -eq 124 ] && echo " (killed after $1 s)")" >>"$3"
+    [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ]
+}
+
+# After a timeout: does the target still answer an INQUIRY?  If not, the rest
+# of the variant is not run (each suite would only time out in turn).
+responsive() { timeout 15 iscsi-inq "$URL" >/dev/null 2>&1; }
+
+run_variant() {  # VARIANT -> 0 ok, 1 regressions
+    local variant=$1 suite t started
+    VDIR=$OUT/$variant
+    mkdir -p "$VDIR"
+    unset LIBISCSI_CHAP_USERNAME LIBISCSI_CHAP_PASSWORD LIBISCSI_CHAP_TARGET_USERNAME LIBISCSI_CHAP_TARGET_PASSWORD LD_PRELOAD CAIRN_HEADER_DIGEST
+    case "$variant" in
+        plain) ;;
+        chap)  export LIBISCSI_CHAP_USERNAME=$CHAP_USER LIBISCSI_CHAP_PASSWORD=$CHAP_SECRET ;;
+        mchap) export LIBISCSI_CHAP_USERNAME=$CHAP_USER LIBISCSI_CHAP_PASSWORD=$CHAP_SECRET \
+                      LIBISCSI_CHAP_TARGET_USERNAME=$MCHAP_USER LIBISCSI_CHAP_TARGET_PASSWORD=$MCHAP_SECRET ;;
+        hdigest) export LD_PRELOAD=$OUT/force-digest.so CAIRN_HEADER_DIGEST=crc32c ;;
+        *) _log "unknown variant $variant"; return 1 ;;
+    esac
+    _log "=== variant $variant: starting $TARGET"
+    if ! start_target "$variant" "$VDIR"; then
+        echo "conformance $variant ($TARGET): FAILED: the target did not start (see above and $VDIR)" | tee "$VDIR/summary.txt"
+        cairn_stop; tgt_stop
+        return 1
+    fi
+    _log "$variant: $URL (+ $URL2), ${#SUITE_LIST[@]} suites"
+    local t0=$SECONDS
+    run_probes "$variant" >"$VDIR/probes.tsv"
+    local budget_end=$((SECONDS + VARIANT_BUDGET)) aborted=
+    [ "$budget_end" -le "$TOTAL_END" ] || budget_end=$TOTAL_END
+    for suite in "${SUITE_LIST[@]}"; do
+        if [ "$SECONDS" -ge "$budget_end" ]; then
+            aborted="time budget (VARIANT_BUDGET/TOTAL_BUDGET) used up before suite $suite"; break
+        fi
+        if ! tcu "$SUITE_TIMEOUT" "ALL.$suite" "$VDIR/suite-$suite.txt"; then
+            _log "$variant: suite $suite killed after ${SUITE_TIMEOUT}s"
+            responsive || { aborted="target unresponsive after suite $suite hung"; break; }
+        fi
+        # Tests that never started (the suite was killed or crashed before them)
+        # run one by one.
+        started=$("${TCU[@]}" parse "$VDIR/suite-$suite.txt" | cut -f1)
+        while read -r t; do
+            if ! grep -qxF "$t" <<<"$started" && ! grep -qxF "$suite.*" <<<"$started"; then
+                [ "$SECONDS" -lt "$budget_end" ] || { aborted="time budget (VARIANT_BUDGET/TOTAL_BUDGET) used up in suite $suite"; break; }
+                _log "$variant: $t did not run in its suite run; running it alone"
+                if ! tcu "$TEST_TIMEOUT" "ALL.$t" "$VDIR/test-$t.txt"; then
+                    responsive || { aborted="target unresponsive after $t hung"; break; }
+                fi
+            fi
+        done < <(grep "^$suite\." "$OUT/tests.txt")
+        [ -z "$aborted" ] || break
+    done
+    if [ -n "$aborted" ]; then
+        _log "$variant: stopped early: $aborted"
+        printf 'Target.Completed\tFAIL\t%s (the tests not run are NOTRUN)\n' "$aborted" >>"$VDIR/probes.tsv"
+    else
+        printf 'Target.Completed\tPASS\t\n' >>"$VDIR/probes.tsv"
+    fi
+    stop_target "$VDIR" >>"$VDIR/probes.tsv"
+    rm -f "$VDIR/lun.img" "$VDIR/lun1.img"
+    _log "$variant: iscsi-test-cu took $((SECONDS - t0)) s"
+    # Suite files first, then single-test reruns, which override.
+    local files=()
+    for suite in "${SUITE_LIST[@]}"; do files+=("$VDIR/suite-$suite.txt"); done
+    for t in "$VDIR"/test-*.txt; do [ -e "$t" ] && files+=("$t"); done
+    { "${TCU[@]}" parse "${files[@]}"; cat "$VDIR/probes.tsv"; } >"$VDIR/results.tsv"
+    { cat "$OUT/tests.txt"; cut -f1 "$VDIR/probes.tsv"; } >"$VDIR/tests.txt"
+    local rc=0
+    "${TCU[@]}" check "$EXPECTED" "$VDIR/tests.txt" "$VDIR/results.tsv" --label "$variant ($TARGET)" --all "$OUT/all-tests.txt" \
+        >"$VDIR/summary.txt" || rc=$?
+    cat "$VDIR/summary.txt"
+    return "$rc"
+}
+
+failed=()
+for v in $VARIANTS; do
+    run_variant "$v" || failed+=("$v")
+done
+{
+    echo "conformance against $TARGET ($(date -u +%FT%TZ)), iscsi-test-cu from $(dpkg-query -W -f='libiscsi-bin ${Version}' libiscsi-bin 2>/dev/null || echo '?')"
+    for v in $VARIANTS; do head -n1 "$OUT/$v/summary.txt" 2>/dev/null || echo "conformance $v: no summary"; done
+    if [ ${#failed[@]} -eq 0 ]; then echo "conformance: OK"; else echo "conformance: FAILED (${failed[*]}); details in $OUT/<variant>/summary.txt"; fi
+} | tee "$OUT/summary.txt"
+[ ${#failed[@]} -eq 0 ]
