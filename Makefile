@@ -49,7 +49,9 @@ run: deps release
 
 # swift test's own output (and its summary lines) goes out unfiltered.  The
 # conformance run goes on when unit tests fail, so one CI run reports both.
-test: deps build
+# fio (built once into .cache/fio) is a prerequisite: the fio verify integration test must run,
+# not skip, on a fresh clone.
+test: deps build fio
 	@rc=0; \
 	$(SWIFT) test $(SWIFT_BUILD_FLAGS) || rc=1; \
 	CAIRN_BIN="$(DEBUG_BIN)" Tests/conformance/run.sh || rc=1; \

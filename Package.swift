@@ -58,9 +58,10 @@ let package = Package(
         .testTarget(name: "CairnBlockTests", dependencies: ["CairnBlock", "CairnIO"]),
         .testTarget(name: "CairnSCSITests", dependencies: ["CairnSCSI", "CairnBlock", "CairnIO"]),
         .testTarget(name: "CairnISCSITests", dependencies: ["CairnISCSI", "CairnSCSI", "CairnBlock", "CairnIO"]),
+        .systemLibrary(name: "CLibiSCSI", path: "Sources/CLibiSCSI", providers: [.apt(["libiscsi-dev"])]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["CairnIO"],
+            dependencies: ["CairnIO", "CLibiSCSI"],
             linkerSettings: [.linkedLibrary("iscsi")]
         ),
     ]

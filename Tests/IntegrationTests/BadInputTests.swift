@@ -89,10 +89,10 @@ enum Abuse: String, CaseIterable, Sendable {
 
     @Test(.timeLimit(.minutes(2)), arguments: Abuse.allCases)
     func abuseGetsTheProtocolsAnswerAndOtherSessionsRunOn(_ abuse: Abuse) throws {
-        let controller = try ControllerProcess()
-        defer { controller.stop() }
+        let controller = try CairnController(name: "badinput")
+        defer { _ = controller.stop() }
         let workload = VerifyingWorkload()
-        workload.start(port: controller.port, target: controller.targetName)
+        workload.start(port: controller.port, target: controller.iqn)
         #expect(workload.waitForProgress(20), "the workload session should run before the abuse")
 
         let bad = try RawISCSIClient(port: controller.port, timeoutSeconds: 3)
@@ -110,13 +110,13 @@ enum Abuse: String, CaseIterable, Sendable {
             }
 
         case .truncatedHeader:
-            try bad.login(target: controller.targetName)
+            try bad.login(target: controller.iqn)
             try bad.send(Array(bad.commandHeader(cdb: [0], read: false, write: false, edtl: 0, itt: 7).prefix(20)))
             shutdown(bad.fd, Int32(SHUT_WR))
             #expect(bad.waitsForClose(), "EOF in the middle of a header closes the connection")
 
         case .oversizedDataSegment:
-            try bad.login(target: controller.targetName)
+            try bad.login(target: controller.iqn)
             var h = bad.commandHeader(cdb: RawISCSIClient.write10(lba: 0, blocks: 8), read: false, write: true, edtl: 4096, itt: 9)
             h[5] = 0x01; h[6] = 0x00; h[7] = 0x00  // 16 MiB data segment, beyond any negotiated limit
             try bad.send(h)
@@ -128,7 +128,7 @@ enum Abuse: String, CaseIterable, Sendable {
             }
 
         case .cmdSNOutsideWindow:
-            try bad.login(target: controller.targetName)
+            try bad.login(target: controller.iqn)
             let saved = bad.cmdSN
             bad.cmdSN = saved &+ 0x0010_0000
             try bad.send(RawISCSIClient.pdu(bad.commandHeader(cdb: [0, 0, 0, 0, 0, 0], read: false, write: false, edtl: 0, itt: 11)))
@@ -139,7 +139,7 @@ enum Abuse: String, CaseIterable, Sendable {
             #expect(tur.status == 0, "the next in-window command is served")
 
         case .unknownOpcode:
-            try bad.login(target: controller.targetName)
+            try bad.login(target: controller.iqn)
             var h = bad.nopOutHeader(itt: 13)
             h[0] = 0x1c  // a reserved initiator opcode
             try bad.send(RawISCSIClient.pdu(h))
@@ -147,7 +147,7 @@ enum Abuse: String, CaseIterable, Sendable {
             #expect(reason == 0x04 || reason == 0x05, "Reject (protocol error / command not supported), got \(String(describing: reason))")
 
         case .reusedITT:
-            try bad.login(target: controller.targetName)
+            try bad.login(target: controller.iqn)
             // A write with no immediate data waits for its R2T'd data: its ITT stays in use.
             let cdb = RawISCSIClient.write10(lba: 0, blocks: 128)
             try bad.send(RawISCSIClient.pdu(bad.commandHeader(cdb: cdb, read: false, write: true, edtl: 65536, itt: 21)))
@@ -165,12 +165,12 @@ enum Abuse: String, CaseIterable, Sendable {
             #expect(closed || [0x04, 0x07, 0x09].contains(reason ?? 0), "Reject (task in progress) or close, got \(String(describing: reason))")
 
         case .unknownLoginKey:
-            let keys = try bad.login(target: controller.targetName, extra: [("CairnBogusKey", "1")])
+            let keys = try bad.login(target: controller.iqn, extra: [("CairnBogusKey", "1")])
             #expect(keys["CairnBogusKey"] == "NotUnderstood")
             #expect(try bad.ping())
 
         case .malformedLoginKey:
-            var data = RawISCSIClient.keys([("InitiatorName", "iqn.2026-11.test:raw"), ("TargetName", controller.targetName),
+            var data = RawISCSIClient.keys([("InitiatorName", "iqn.2026-11.test:raw"), ("TargetName", controller.iqn),
                                             ("SessionType", "Normal")])
             data += Array("this-has-no-equals-sign".utf8) + [0]
             let r = try bad.loginStep(isid: 0x80_0000_0009, csg: 1, nsg: 3, transit: true, keys: data)
@@ -181,7 +181,7 @@ enum Abuse: String, CaseIterable, Sendable {
             }
 
         case .dataOutWithoutR2T:
-            try bad.login(target: controller.targetName)
+            try bad.login(target: controller.iqn)
             try bad.send(RawISCSIClient.pdu(bad.dataOutHeader(itt: 0x7777, ttt: 0x1234, dataSN: 0, offset: 0, final: true),
                                             data: [UInt8](repeating: 1, count: 512)))
             let r = bad.receivePDU()
@@ -197,7 +197,7 @@ enum Abuse: String, CaseIterable, Sendable {
         #expect(workload.errors.load(ordering: .relaxed) == 0, "workload: \(workload.firstError.withLock { $0 } ?? "")")
         #expect(controller.isRunning, "the controller survives")
         if abuse != .unknownLoginKey {
-            #expect(controller.log.contains("127.0.0.1:\(badPort)"), "the bad input is logged with the peer's address")
+            #expect(controller.logText.contains("127.0.0.1:\(badPort)"), "the bad input is logged with the peer's address")
         }
     }
 }
