@@ -34,6 +34,9 @@ final class GatedStore: BlockStore, @unchecked Sendable {
     var writeDelayNanos: UInt64 = 0
     var lastFUA: Bool?
     var writes = 0
+    /// While set, writes park until `openWriteGate()`: an interleaving made on purpose, not by timing.
+    var writeGateClosed = false
+    private var parkedWrites: [UnsafeContinuation<Void, Never>] = []
 
     init(blockCount: UInt64, blockSize: Int = 512, loop: EventLoop) {
         inner = MemoryBlockStore(blockCount: blockCount, blockSize: blockSize)
@@ -55,7 +58,18 @@ final class GatedStore: BlockStore, @unchecked Sendable {
         lastFUA = fua
         writes += 1
         if writeDelayNanos > 0 { await loop.sleep(nanoseconds: writeDelayNanos) }
+        if writeGateClosed { await withUnsafeContinuation { parkedWrites.append($0) } }
         try await inner.write(lba: lba, count: count, from: buffer, fua: fua)
+    }
+
+    /// Lets parked and future writes through (on the loop, which owns this store).
+    func openWriteGate() {
+        loop.execute {
+            self.writeGateClosed = false
+            let parked = self.parkedWrites
+            self.parkedWrites = []
+            for c in parked { c.resume() }
+        }
     }
 
     nonisolated(nonsending)

@@ -45,13 +45,13 @@ func sanitizeCDB(_ sa: UInt8, immed: Bool = false, length: Int = 0) -> [UInt8] {
 
     @Test func commandsDuringSanitizeGetSanitizeInProgressExceptInquiry() async throws {
         let h = try Harness(blocks: 64)
-        h.store.writeDelayNanos = 100_000_000
+        h.store.writeGateClosed = true  // the overwrite cannot finish until the gate opens
         let list: [UInt8] = [0x01, 0, 0, 1, 0x55]
         #expect(await h.run(sanitizeCDB(0x01, immed: true, length: list.count), data: list).good)
-        try await Task.sleep(nanoseconds: 20_000_000)
         #expect(await h.run([0, 0, 0, 0, 0, 0]).isCheck(0x02, 0x04, 0x1B))
         #expect(await h.run(read16(0, 1)).isCheck(0x02, 0x04, 0x1B))
         #expect(await h.run([0x12, 0, 0, 0, 96, 0]).good)
+        h.store.openWriteGate()
         var ready = false
         for _ in 0..<100 where !ready {
             try await Task.sleep(nanoseconds: 20_000_000)
