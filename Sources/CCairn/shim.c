@@ -12,6 +12,14 @@ int ccairn_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
 
 static __thread uint64_t loop_id = 0;
 void ccairn_set_loop_id(uint64_t id) { loop_id = id; }
+
+#include <pthread.h>
+void ccairn_set_thread_name(const char *name) {
+    char buf[16];
+    strncpy(buf, name, 15);
+    buf[15] = 0;
+    pthread_setname_np(pthread_self(), buf);
+}
 uint64_t ccairn_loop_id(void) { return loop_id; }
 
 // ---- CRC32C ----
@@ -92,4 +100,22 @@ int ccairn_signal_pipe(const int *signals, int count) {
     for (int i = 0; i < count; i++) sigaction(signals[i], &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     return signal_pipe[0];
+}
+
+// ---- global-executor enqueue counter (tests) ----
+// The runtime's hook types use the Swift calling convention.
+typedef void (*ccairn_enqueue_original)(void *job) __attribute__((swiftcall));
+typedef void (*ccairn_enqueue_hook)(void *job, ccairn_enqueue_original original) __attribute__((swiftcall));
+extern ccairn_enqueue_hook swift_task_enqueueGlobal_hook;
+static uint64_t global_enqueues[256];
+
+__attribute__((swiftcall))
+static void count_global_enqueue(void *job, ccairn_enqueue_original original) {
+    if (loop_id) __atomic_fetch_add(&global_enqueues[loop_id & 255], 1, __ATOMIC_RELAXED);
+    original(job);
+}
+
+void ccairn_count_global_enqueues(void) { swift_task_enqueueGlobal_hook = count_global_enqueue; }
+uint64_t ccairn_global_enqueues_from_loop(uint64_t id) {
+    return __atomic_load_n(&global_enqueues[id & 255], __ATOMIC_RELAXED);
 }

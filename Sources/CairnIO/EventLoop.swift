@@ -13,6 +13,12 @@ import Synchronization
 /// (for `Task(executorPreference:)`), through two separate executor objects so a job runs the way
 /// it was enqueued (see notes/swift-io-probe.md §3: that choice is worth 10x on a hop).
 ///
+/// Pinning an actor to the loop is not enough on its own: a continuation resumes on the *generic*
+/// executor and only then hops back to the actor. For a task with no executor preference that is
+/// the global pool (two thread wake-ups, ~10 µs per I/O); for a task that prefers this loop it is
+/// the loop itself. So every data-path task is created with `Task(executorPreference:
+/// loop.taskExecutor)` (or `loop.spawn`), and a test counts global-pool enqueues to hold it.
+///
 /// Thread confinement: every `var` below except `inbox` is touched only on the loop thread.
 /// That is the invariant behind `@unchecked Sendable`; `assertInLoop()` checks it in debug builds.
 public final class EventLoop: @unchecked Sendable {
@@ -134,6 +140,13 @@ public final class EventLoop: @unchecked Sendable {
         try await Task(executorPreference: taskExecutor) { try await body() }.value
     }
 
+    /// Starts a task that prefers this loop: its own code, the pinned actors it calls and the
+    /// continuations it awaits all run here, with no hop to the global pool.
+    @discardableResult
+    public func spawn<T: Sendable>(_ body: sending @escaping () async -> T) -> Task<T, Never> {
+        Task(executorPreference: taskExecutor, operation: body)
+    }
+
     func enqueue(_ job: UnownedJob, serial: Bool) {
         if inLoop {
             local.append((job, serial))
@@ -156,6 +169,8 @@ public final class EventLoop: @unchecked Sendable {
 
     private func run() {
         ccairn_set_loop_id(id)
+        // Thread names are at most 15 bytes; a named loop is easy to find in /proc, top and gdb.
+        ccairn_set_thread_name(name)
         var events = [epoll_event](repeating: epoll_event(), count: 256)
         var cqeData = [UInt64](repeating: 0, count: 256)
         var cqeRes = [Int32](repeating: 0, count: 256)

@@ -45,6 +45,8 @@ static inline unsigned ccairn_uring_reap(struct io_uring *ring, uint64_t *user_d
 
 // The loop thread marks itself so executors and I/O calls know where they run.
 void ccairn_set_loop_id(uint64_t id);
+// Names the calling thread (at most 15 bytes; GNU-only, so wrapped here).
+void ccairn_set_thread_name(const char *name);
 uint64_t ccairn_loop_id(void);
 
 // CRC32C (Castagnoli). `crc` is the running value in its non-inverted form: start with 0,
@@ -57,5 +59,11 @@ int ccairn_have_sse42(void);
 // async-signal-safe), so the event loop can wait for SIGINT/SIGTERM in its epoll set.
 // Returns the pipe's read end, or -1.
 int ccairn_signal_pipe(const int *signals, int count);
+
+// Counts jobs the Swift runtime hands to its global executor (swift_task_enqueueGlobal_hook), per
+// event loop whose thread enqueued them, so tests can assert that the data path never hops to
+// the global pool. Off unless installed.
+void ccairn_count_global_enqueues(void);
+uint64_t ccairn_global_enqueues_from_loop(uint64_t loop_id);
 
 #endif

@@ -1,0 +1,45 @@
+@testable import CairnIO
+import CCairn
+import Testing
+
+actor LoopActor {
+    let loop: EventLoop
+    nonisolated var unownedExecutor: UnownedSerialExecutor { loop.serialExecutor.asUnownedSerialExecutor() }
+    init(loop: EventLoop) { self.loop = loop }
+    func nops(_ n: Int) async {
+        for _ in 0..<n { _ = await loop.nop() }
+    }
+}
+
+/// The data path's speed rests on never touching Swift's global pool per I/O. These count the
+/// jobs the runtime hands to the global executor from the loop's thread (a count, not a timing).
+@Suite(.serialized) struct NoGlobalHopTests {
+    static let ops = 2000
+
+    init() { ccairn_count_global_enqueues() }
+
+    @Test func pinnedActorInALoopTaskNeverTouchesTheGlobalPool() async throws {
+        let loop = try EventLoop(name: "nohop")
+        loop.start()
+        defer { loop.stopAndJoin() }
+        let a = LoopActor(loop: loop)
+        let delta = await loop.spawn { () -> UInt64 in
+            let before = ccairn_global_enqueues_from_loop(loop.id)
+            await a.nops(Self.ops)
+            return ccairn_global_enqueues_from_loop(loop.id) - before
+        }.value
+        #expect(delta == 0, "\(delta) global enqueues for \(Self.ops) I/Os")
+    }
+
+    @Test func withoutTheLoopPreferenceEveryResumeGoesThroughTheGlobalPool() async throws {
+        // Documents the pitfall the rule above exists for: actor pinning alone is not enough.
+        let loop = try EventLoop(name: "hop")
+        loop.start()
+        defer { loop.stopAndJoin() }
+        let a = LoopActor(loop: loop)
+        let before = ccairn_global_enqueues_from_loop(loop.id)
+        await a.nops(Self.ops)
+        let delta = ccairn_global_enqueues_from_loop(loop.id) - before
+        #expect(delta >= UInt64(Self.ops), "\(delta) global enqueues for \(Self.ops) I/Os")
+    }
+}
