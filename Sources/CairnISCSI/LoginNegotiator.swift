@@ -132,6 +132,7 @@ public struct LoginNegotiator: Sendable {
         r.csg = bhs.loginCSG
         func fail(_ s: LoginStatus, _ why: String) -> LoginReply {
             var f = LoginReply()
+            f.keys = r.keys  // e.g. AuthMethod=Reject explains the failure
             f.csg = bhs.loginCSG
             f.status = s
             f.outcome = .failed(why)
@@ -151,7 +152,7 @@ public struct LoginNegotiator: Sendable {
         if bhs.loginTransit && bhs.loginContinue { return fail(.initiatorError, "T and C both set") }
         if bhs.loginTransit && (nsg <= csg || nsg == 2) { return fail(.initiatorError, "bad NSG \(nsg) from CSG \(csg)") }
         if csg < stage { return fail(.initiatorError, "stage went back") }
-        if csg == 1 && stage == 0 && authRequired && !authDone { return fail(.authenticationFailure, "skipped security stage") }
+        if csg == 1 && authRequired && !authDone { return fail(.authenticationFailure, "skipped security stage") }
         stage = csg
 
         // Text spread over several PDUs (C bit): gather, answer with an empty response.
@@ -299,10 +300,7 @@ public struct LoginNegotiator: Sendable {
                 let answer = CHAP.response(identifier: UInt8(miv), secret: Array(mutual.secret.utf8), challenge: mcBytes)
                 r.keys.append("CHAP_N", mutual.user)
                 r.keys.append("CHAP_R", CHAP.encodeHex(answer))
-            } else if info.mutualChap != nil {
-                // We are configured for mutual CHAP: an initiator that does not challenge us is refused.
-                return "mutual CHAP required but the initiator did not challenge the target"
-            }
+            }  // mutual credentials configured but not asked for: one-way is still fine
             auth = .done
             return nil
         }
