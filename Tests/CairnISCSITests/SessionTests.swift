@@ -1,0 +1,261 @@
+import CairnIO
+@testable import CairnISCSI
+import Testing
+
+/// Keys from a PDU's data segment.
+func textOf(_ p: ISCSIPDU) -> TextKeys { (try? TextKeys.parse(p.data).get()) ?? TextKeys() }
+
+/// Reads until a PDU that is not a NOP-In ping arrives.
+func next(_ i: TestInitiator) async throws -> ISCSIPDU {
+    while true {
+        let p = try await i.receive()
+        if p.bhs.opcode == .nopIn && p.bhs.initiatorTaskTag == 0xffff_ffff { continue }
+        return p
+    }
+}
+
+@Suite(.serialized) struct SessionTests {
+    @Test func loginOpensANormalSessionAndLogoutClosesIt() async throws {
+        let t = try await TestTarget()
+        try await t.withInitiator { i in
+            let r = try await i.login()
+            #expect(r.bhs.opcode == .loginResponse && r.bhs[36] == 0 && r.bhs[37] == 0)
+            #expect(r.bhs.loginTransit && r.bhs.loginNSG == 3 && r.bhs.tsih != 0)
+            #expect(textOf(r)["MaxRecvDataSegmentLength"] != nil)
+            try await i.send(i.logout())
+            let lo = try await next(i)
+            #expect(lo.bhs.opcode == .logoutResponse && lo.bhs[2] == 0)
+            await #expect(throws: IOError.self) { _ = try await i.receive() }
+        }
+        await t.stop()
+    }
+
+    @Test func discoverySendTargetsReturnsThePortal() async throws {
+        let t = try await TestTarget()
+        let port = t.port
+        try await t.withInitiator { i in
+            let r = try await i.login(target: nil, discovery: true)
+            #expect(r.bhs[36] == 0)
+            try await i.send(i.text([("SendTargets", "All")]))
+            let tr = try await next(i)
+            #expect(tr.bhs.opcode == .textResponse && tr.bhs.final)
+            let k = textOf(tr)
+            #expect(k["TargetName"] == targetIQN)
+            #expect(k["TargetAddress"] == "127.0.0.1:\(port),1")
+            // SCSI commands have no place in a discovery session.
+            try await i.send(i.command(cdb: [0, 0, 0, 0, 0, 0]))
+            let rej = try await next(i)
+            #expect(rej.bhs.opcode == .reject && rej.bhs[2] == ISCSIRejectReason.protocolError.rawValue)
+        }
+        await t.stop()
+    }
+
+    @Test func wrongTargetNameFailsWithStatus0203AndCloses() async throws {
+        let t = try await TestTarget()
+        try await t.withInitiator { i in
+            let r = try await i.login(target: "iqn.2026-11.io.cairn:nope")
+            #expect(r.bhs[36] == 2 && r.bhs[37] == 3)
+            await #expect(throws: IOError.self) { _ = try await i.receive() }
+        }
+        await t.stop()
+    }
+
+    @Test func missingCHAPWhenRequiredFailsWith0201AndServesNothing() async throws {
+        let t = try await TestTarget { $0.chap = CHAPCredentials(user: "u", secret: "secret-12chars") }
+        try await t.withInitiator { i in
+            let r = try await i.login()
+            #expect(r.bhs[36] == 2 && r.bhs[37] == 1)
+            try? await i.send(i.nopOut())
+            await #expect(throws: IOError.self) { _ = try await i.receive() }
+        }
+        await t.stop()
+    }
+
+    @Test func failingCommandGetsCheckConditionWithSense() async throws {
+        let t = try await TestTarget()
+        try await t.withInitiator { i in
+            _ = try await i.login()
+            // A vendor-specific opcode: CHECK CONDITION from the stub and the real SCSI layer alike.
+            let cmd = i.command(cdb: [0xc5, 0, 0, 0, 0, 0], read: 512)
+            try await i.send(cmd)
+            let r = try await next(i)
+            #expect(r.bhs.opcode == .scsiResponse && r.bhs.initiatorTaskTag == cmd.bhs.initiatorTaskTag)
+            #expect(r.bhs[3] == 0x02)
+            #expect(r.data.count >= 2 && Int(r.data[0]) << 8 | Int(r.data[1]) == r.data.count - 2)
+            #expect(r.data.count > 4 && r.data[4] & 0x0f == 0x05)  // ILLEGAL REQUEST
+        }
+        await t.stop()
+    }
+
+    @Test func writeIsSolicitedWithR2TsWithinMaxBurstAndOutstandingLimits() async throws {
+        let t = try await TestTarget()
+        try await t.withInitiator { i in
+            _ = try await i.login(extra: [("InitialR2T", "Yes"), ("ImmediateData", "No"), ("MaxBurstLength", "4096"),
+                                          ("FirstBurstLength", "4096"), ("MaxOutstandingR2T", "2")])
+            let payload = (0..<12288).map { UInt8(truncatingIfNeeded: $0) }
+            let cmd = i.command(cdb: [0x2a, 0, 0, 0, 0, 0, 0, 0, 24, 0], write: payload.count)
+            let itt = cmd.bhs.initiatorTaskTag
+            try await i.send(cmd)
+            let r1 = try await next(i), r2 = try await next(i)
+            #expect(r1.bhs.opcode == .r2t && r2.bhs.opcode == .r2t)
+            #expect(r1.bhs.bufferOffset == 0 && r1.bhs.u32(44) == 4096 && r1.bhs.u32(36) == 0)
+            #expect(r2.bhs.bufferOffset == 4096 && r2.bhs.u32(44) == 4096 && r2.bhs.u32(36) == 1)
+            #expect(r1.bhs.initiatorTaskTag == itt && r1.bhs.targetTransferTag != r2.bhs.targetTransferTag)
+            try await i.send(i.dataOut(itt: itt, ttt: r1.bhs.targetTransferTag, dataSN: 0, offset: 0, data: Array(payload[0..<4096])))
+            let r3 = try await next(i)  // the third burst, once the first is in
+            #expect(r3.bhs.opcode == .r2t && r3.bhs.bufferOffset == 8192 && r3.bhs.u32(36) == 2)
+            try await i.send(i.dataOut(itt: itt, ttt: r2.bhs.targetTransferTag, dataSN: 0, offset: 4096, data: Array(payload[4096..<8192])))
+            try await i.send(i.dataOut(itt: itt, ttt: r3.bhs.targetTransferTag, dataSN: 0, offset: 8192, data: Array(payload[8192...])))
+            let resp = try await next(i)
+            #expect(resp.bhs.opcode == .scsiResponse && resp.bhs.initiatorTaskTag == itt)
+        }
+        await t.stop()
+    }
+
+    @Test func immediateAndUnsolicitedDataNeedNoR2T() async throws {
+        let t = try await TestTarget()
+        try await t.withInitiator { i in
+            _ = try await i.login(extra: [("InitialR2T", "No"), ("ImmediateData", "Yes"), ("FirstBurstLength", "8192")])
+            let cmd = i.command(cdb: [0x2a, 0, 0, 0, 0, 0, 0, 0, 16, 0], write: 8192, immediateData: [UInt8](repeating: 1, count: 4096), final: false)
+            try await i.send(cmd)
+            try await i.send(i.dataOut(itt: cmd.bhs.initiatorTaskTag, ttt: 0xffff_ffff, dataSN: 0, offset: 4096, data: [UInt8](repeating: 2, count: 4096)))
+            let resp = try await next(i)
+            #expect(resp.bhs.opcode == .scsiResponse && resp.bhs.initiatorTaskTag == cmd.bhs.initiatorTaskTag)
+        }
+        await t.stop()
+    }
+
+    @Test func dataOutWithWrongDataSNIsRejected() async throws {
+        let t = try await TestTarget()
+        try await t.withInitiator { i in
+            _ = try await i.login(extra: [("InitialR2T", "Yes"), ("ImmediateData", "No")])
+            let cmd = i.command(cdb: [0x2a, 0, 0, 0, 0, 0, 0, 0, 2, 0], write: 1024)
+            try await i.send(cmd)
+            let r2t = try await next(i)
+            #expect(r2t.bhs.opcode == .r2t)
+            try await i.send(i.dataOut(itt: cmd.bhs.initiatorTaskTag, ttt: r2t.bhs.targetTransferTag, dataSN: 27, offset: 0, data: [UInt8](repeating: 0, count: 1024)))
+            let rej = try await next(i)
+            #expect(rej.bhs.opcode == .reject && rej.bhs[2] == ISCSIRejectReason.protocolError.rawValue)
+            #expect(BasicHeaderSegment(bytes: rej.data).initiatorTaskTag == cmd.bhs.initiatorTaskTag)
+        }
+        await t.stop()
+    }
+
+    @Test func dataOutForUnknownTransferTagIsRejected() async throws {
+        let t = try await TestTarget()
+        try await t.withInitiator { i in
+            _ = try await i.login()
+            try await i.send(i.dataOut(itt: 99, ttt: 0x1234, dataSN: 0, offset: 0, data: [1, 2, 3, 4]))
+            let rej = try await next(i)
+            #expect(rej.bhs.opcode == .reject && rej.bhs[2] == ISCSIRejectReason.protocolError.rawValue)
+        }
+        await t.stop()
+    }
+
+    @Test func reusedTaskTagWhileActiveIsRejected() async throws {
+        let t = try await TestTarget()
+        try await t.withInitiator { i in
+            _ = try await i.login(extra: [("InitialR2T", "Yes"), ("ImmediateData", "No")])
+            let cmd = i.command(cdb: [0x2a, 0, 0, 0, 0, 0, 0, 0, 2, 0], write: 1024, itt: 7)
+            try await i.send(cmd)
+            #expect(try await next(i).bhs.opcode == .r2t)
+            try await i.send(i.command(cdb: [0, 0, 0, 0, 0, 0], itt: 7))
+            let rej = try await next(i)
+            #expect(rej.bhs.opcode == .reject && rej.bhs[2] == ISCSIRejectReason.taskInProgress.rawValue)
+        }
+        await t.stop()
+    }
+
+    @Test func commandOutsideCmdSNWindowIsSilentlyIgnored() async throws {
+        let t = try await TestTarget()
+        try await t.withInitiator { i in
+            _ = try await i.login()
+            try await i.send(i.command(cdb: [0, 0, 0, 0, 0, 0], cmdSN: i.maxCmdSN &+ 1))
+            try await i.send(i.command(cdb: [0, 0, 0, 0, 0, 0], cmdSN: i.cmdSN &- 1))  // already used: too low
+            let ping = i.nopOut(data: [7, 7, 7])
+            try await i.send(ping)
+            let r = try await next(i)
+            #expect(r.bhs.opcode == .nopIn && r.bhs.initiatorTaskTag == ping.bhs.initiatorTaskTag && r.data == [7, 7, 7])
+        }
+        await t.stop()
+    }
+
+    @Test func abortTaskOfAWriteWaitingForDataCompletesAndFreesTheTag() async throws {
+        let t = try await TestTarget()
+        try await t.withInitiator { i in
+            _ = try await i.login(extra: [("InitialR2T", "Yes"), ("ImmediateData", "No")])
+            let cmd = i.command(cdb: [0x2a, 0, 0, 0, 0, 0, 0, 0, 2, 0], write: 1024)
+            try await i.send(cmd)
+            let r2t = try await next(i)
+            try await i.send(i.taskManagement(function: 1, referencedTag: cmd.bhs.initiatorTaskTag, refCmdSN: cmd.bhs.cmdSN))
+            let tmf = try await next(i)
+            #expect(tmf.bhs.opcode == .taskManagementResponse && tmf.bhs[2] == 0)
+            try await i.send(i.dataOut(itt: cmd.bhs.initiatorTaskTag, ttt: r2t.bhs.targetTransferTag, dataSN: 0, offset: 0, data: [UInt8](repeating: 0, count: 1024)))
+            #expect(try await next(i).bhs.opcode == .reject)
+            try await i.send(i.taskManagement(function: 1, referencedTag: 0x7777, refCmdSN: i.cmdSN &- 1))
+            #expect(try await next(i).bhs[2] == 1)  // task does not exist
+            try await i.send(i.taskManagement(function: 5))  // LOGICAL UNIT RESET
+            #expect(try await next(i).bhs[2] == 0)
+            try await i.send(i.taskManagement(function: 7))  // TARGET COLD RESET: not supported
+            #expect(try await next(i).bhs[2] == 5)
+        }
+        await t.stop()
+    }
+
+    @Test func sessionReinstatementClosesTheOldSession() async throws {
+        let t = try await TestTarget()
+        let loop = t.loop, port = t.port
+        try await loop.run {
+            let a = try TestInitiator(loop: loop, port: port)
+            let b = try TestInitiator(loop: loop, port: port)  // same ISID and initiator name
+            _ = try await a.login()
+            let r = try await b.login()
+            #expect(r.bhs[36] == 0 && r.bhs.tsih != a.tsih)
+            await #expect(throws: (any Error).self) { _ = try await next(a) }
+            let ping = b.nopOut()
+            try await b.send(ping)
+            #expect(try await next(b).bhs.initiatorTaskTag == ping.bhs.initiatorTaskTag)
+            a.close(); b.close()
+        }
+        await t.stop()
+    }
+
+    @Test func digestsProtectHeadersAndDataOnceNegotiated() async throws {
+        let t = try await TestTarget()
+        try await t.withInitiator { i in
+            let r = try await i.login(extra: [("HeaderDigest", "CRC32C"), ("DataDigest", "CRC32C")])
+            #expect(textOf(r)["HeaderDigest"] == "CRC32C" && i.headerDigest && i.dataDigest)
+            let ping = i.nopOut(data: [1, 2, 3, 4, 5])
+            try await i.send(ping)
+            let pong = try await next(i)  // decoded with digests checked
+            #expect(pong.bhs.opcode == .nopIn && pong.data == [1, 2, 3, 4, 5])
+            // A corrupted header digest ends the connection.
+            var bytes = i.nopOut().encode(headerDigest: true, dataDigest: true)
+            bytes[48] ^= 0xff
+            let p = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 8)
+            bytes.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+            try await i.conn.write(from: p, count: bytes.count)
+            p.deallocate()
+            await #expect(throws: (any Error).self) { _ = try await next(i) }
+        }
+        await t.stop()
+    }
+
+    @Test func idleInitiatorIsPingedAndDroppedWhenSilent() async throws {
+        let t = try await TestTarget {
+            $0.nopInInterval = 50_000_000
+            $0.nopInTimeout = 200_000_000
+        }
+        try await t.withInitiator { i in
+            _ = try await i.login()
+            let ping = try await i.receive()
+            #expect(ping.bhs.opcode == .nopIn && ping.bhs.initiatorTaskTag == 0xffff_ffff && ping.bhs.targetTransferTag != 0xffff_ffff)
+            try await i.send(i.nopOut(itt: 0xffff_ffff, ttt: ping.bhs.targetTransferTag))
+            // Now stay silent: the target gives up on us.
+            let start = monotonicNanos()
+            await #expect(throws: IOError.self) { while true { _ = try await i.receive() } }
+            #expect(monotonicNanos() - start >= 200_000_000)
+        }
+        await t.stop()
+    }
+}
