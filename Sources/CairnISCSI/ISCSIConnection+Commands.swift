@@ -41,6 +41,7 @@ extension ISCSIConnection {
         withUnsafeBytes(of: bhs.raw) { cdb = CDB($0.baseAddress! + 32, count: 16) }
         let task = ISCSITask(itt: itt, lun: bhs.lun, cmdSN: bhs.cmdSN, cdb: cdb, attribute: attribute,
                              writeLength: writeLength, readLength: readLength)
+        task.edtl = bhs.writeFlag ? edtl : 0
         if writeLength > 0 { task.dataOut = loop.buffers.take(writeLength) }
         tasks.insert(task)
         if len > 0, let buf = task.dataOut {
@@ -230,7 +231,19 @@ extension ISCSIConnection {
         let n = min(produced, expected, capacity)
         var overflow = false, underflow = false
         var residual: UInt32 = 0
-        if task.readLength > 0 || produced > 0 {
+        learnBlockSize(task, resp)
+        if task.readLength == 0, produced == 0, let blocks = writeTransferBlocks(task.cdb) {
+            // Writes: the CDB's transfer length against the EDTL the initiator sent (§11.4.5).
+            let want = blocks &* UInt64(blockSizes[task.lun] ?? config.blockSize)
+            let sent = UInt64(task.edtl)
+            if want > sent {
+                overflow = true
+                residual = UInt32(clamping: want - sent)
+            } else if want < sent {
+                underflow = true
+                residual = UInt32(clamping: sent - want)
+            }
+        } else if task.readLength > 0 || produced > 0 {
             if produced > expected {
                 overflow = true
                 residual = UInt32(clamping: produced - expected)
@@ -276,6 +289,29 @@ extension ISCSIConnection {
                                                 residual: residual, expDataSN: dataSN &+ task.r2tSN, dataLength: body.count)
         stamp(&h)
         writer.enqueue(OutPDU(bhs: h, small: body))
+    }
+
+    /// Transfer length in blocks of the write commands whose residuals we report.
+    func writeTransferBlocks(_ cdb: CDB) -> UInt64? {
+        switch cdb.opcode {
+        case 0x0a: let n = cdb.be(4, 1); return n == 0 ? 256 : n                 // WRITE(6)
+        case 0x2a, 0x2e: return cdb.be(7, 2)                                     // WRITE(10), WRITE AND VERIFY(10)
+        case 0xaa, 0xae: return cdb.be(6, 4)                                     // WRITE(12), WRITE AND VERIFY(12)
+        case 0x8a, 0x8e: return cdb.be(10, 4)                                    // WRITE(16), WRITE AND VERIFY(16)
+        default: return nil
+        }
+    }
+
+    /// Remembers the LU's block size from a READ CAPACITY(10/16) answer passing through.
+    func learnBlockSize(_ task: ISCSITask, _ resp: SCSIResponse) {
+        guard resp.status == .good, let d = resp.dataIn else { return }
+        let n = min(resp.dataInLength, d.count)
+        let p = d.base.assumingMemoryBound(to: UInt8.self)
+        func be32(_ o: Int) -> Int { Int(p[o]) << 24 | Int(p[o + 1]) << 16 | Int(p[o + 2]) << 8 | Int(p[o + 3]) }
+        var bs = 0
+        if task.cdb.opcode == 0x25 && n >= 8 { bs = be32(4) }
+        if task.cdb.opcode == 0x9e && task.cdb[1] & 0x1f == 0x10 && n >= 12 { bs = be32(8) }
+        if bs >= 512 && bs <= 1 << 20 { blockSizes[task.lun] = bs }
     }
 
     // MARK: - Task management

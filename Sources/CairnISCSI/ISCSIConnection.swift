@@ -40,6 +40,7 @@ actor ISCSIConnection {
     var aheadCmdSNs: Set<UInt32> = []
     let window = 128
     var tasks = TaskTable()
+    var blockSizes: [UInt64: Int] = [:]
     var executing = 0
     var idleWaiters: [CheckedContinuation<Void, Never>] = []
     var ended = false

@@ -17,6 +17,9 @@ public struct ISCSITargetConfig: Sendable {
     public var nopInTimeout: UInt64 = 15_000_000_000
     public var targetAlias: String?
     public var portalGroupTag: UInt16 = 1
+    /// Logical block size, for write residuals (the SCSI contract reports no write length);
+    /// a session's READ CAPACITY answer overrides it.
+    public var blockSize = 512
 
     public init(targetName: String, portals: [ISCSIPortalAddress]) {
         self.targetName = targetName

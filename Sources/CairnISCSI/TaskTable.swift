@@ -23,6 +23,8 @@ final class ISCSITask {
     /// Expected Data Transfer Length of the write direction (0 for no data out).
     let writeLength: Int
     let readLength: Int
+    /// The Expected Data Transfer Length field as sent (for write residuals).
+    var edtl = 0
     var state = State.collecting
     var aborted = false
     var done = false
