@@ -21,6 +21,8 @@ extension ISCSIConnection {
         if draining { return try await refuse(.waitingForLogout, "target shutting down") }
         if itt == 0xffff_ffff { return try await refuse(.invalidPDUField, "reserved ITT") }
         if tasks[itt] != nil { return try await refuse(.taskInProgress, "ITT 0x\(String(itt, radix: 16)) already in use") }
+        // Immediate commands bypass the CmdSN window; this bounds what they can hold.
+        if bhs.immediate && tasks.count >= window { return try await refuse(.immediateCommandRejected, "too many tasks") }
         let edtl = Int(bhs.expectedDataTransferLength)
         var writeLength = bhs.writeFlag ? edtl : 0
         var readLength = bhs.readFlag ? edtl : 0
@@ -219,7 +221,18 @@ extension ISCSIConnection {
             idleWaiters = []
             for c in w { c.resume() }
         }
-        await writer.flush()
+        scheduleFlush()
+    }
+
+    /// Responses completed in the same loop turn leave in one writev: the flush runs as a job
+    /// queued behind the completions already runnable.
+    func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        Task {
+            self.flushScheduled = false
+            await self.writer.flush()
+        }
     }
 
     /// Data-In PDUs split at the initiator's MaxRecvDataSegmentLength (F at each MaxBurstLength),

@@ -41,6 +41,7 @@ actor ISCSIConnection {
     let window = 128
     var tasks = TaskTable()
     var blockSizes: [UInt64: Int] = [:]
+    var flushScheduled = false
     var executing = 0
     var idleWaiters: [CheckedContinuation<Void, Never>] = []
     var ended = false

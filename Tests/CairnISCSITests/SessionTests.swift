@@ -259,3 +259,87 @@ func next(_ i: TestInitiator) async throws -> ISCSIPDU {
         await t.stop()
     }
 }
+
+@Suite(.serialized) struct ServerTests {
+    @Test func everyPortalListensAndSendTargetsListsThemAll() async throws {
+        let t = try await TestTarget {
+            $0.portals = [ISCSIPortalAddress(host: "127.0.0.1", port: 0), ISCSIPortalAddress(host: "127.0.0.1", port: 0)]
+        }
+        let loop = t.loop
+        let ports = await t.server.boundPortals.map(\.port)
+        #expect(ports.count == 2 && ports[0] != ports[1])
+        try await loop.run {
+            for (n, port) in ports.enumerated() {
+                let i = try TestInitiator(loop: loop, port: port, isid: 0x23d0_0000_0010 + UInt64(n))
+                let r = try await i.login(target: nil, discovery: true)
+                #expect(r.bhs[36] == 0)
+                try await i.send(i.text([("SendTargets", "All")]))
+                let k = textOf(try await next(i))
+                #expect(k.pairs.filter { $0.key == "TargetAddress" }.map(\.value) == ports.map { "127.0.0.1:\($0),1" })
+                i.close()
+            }
+        }
+        await t.stop()
+    }
+
+    @Test func twoSessionsFromOneInitiatorThroughTwoPortalsCoexist() async throws {
+        let t = try await TestTarget {
+            $0.portals = [ISCSIPortalAddress(host: "127.0.0.1", port: 0), ISCSIPortalAddress(host: "127.0.0.1", port: 0)]
+        }
+        let loop = t.loop
+        let ports = await t.server.boundPortals.map(\.port)
+        try await loop.run {
+            let a = try TestInitiator(loop: loop, port: ports[0], isid: 0x23d0_0000_0001)
+            let b = try TestInitiator(loop: loop, port: ports[1], isid: 0x23d0_0000_0002)  // multipath: another ISID
+            #expect(try await a.login().bhs[36] == 0)
+            #expect(try await b.login().bhs[36] == 0)
+            for i in [a, b] {
+                let ping = i.nopOut()
+                try await i.send(ping)
+                #expect(try await next(i).bhs.initiatorTaskTag == ping.bhs.initiatorTaskTag)
+            }
+            a.close(); b.close()
+        }
+        await t.stop()
+    }
+
+    @Test func shutdownClosesSessionsAndStopsAccepting() async throws {
+        let t = try await TestTarget()
+        let loop = t.loop, port = t.port
+        let i = try await loop.run { () -> TestInitiator in
+            let i = try TestInitiator(loop: loop, port: port)
+            _ = try await i.login()
+            return i
+        }
+        await t.server.shutdown()
+        try await loop.run {
+            await #expect(throws: (any Error).self) { _ = try await next(i) }
+            i.close()
+            #expect(throws: (any Error).self) { _ = try tcpConnect(loop: loop, host: "127.0.0.1", port: port) }
+        }
+        #expect(await t.server.connectionCount == 0)
+        loop.stopAndJoin()
+    }
+
+    @Test func manyCommandsInFlightAllGetAnswers() async throws {
+        let t = try await TestTarget()
+        try await t.withInitiator { i in
+            _ = try await i.login()
+            var itts: Set<UInt32> = []
+            for _ in 0..<64 {
+                let c = i.command(cdb: [0xc5, 0, 0, 0, 0, 0], read: 512)
+                itts.insert(c.bhs.initiatorTaskTag)
+                try await i.send(c)
+            }
+            var statSNs: [UInt32] = []
+            while !itts.isEmpty {
+                let r = try await next(i)
+                #expect(r.bhs.opcode == .scsiResponse)
+                #expect(itts.remove(r.bhs.initiatorTaskTag) != nil)
+                statSNs.append(r.bhs.u32(24))
+            }
+            #expect(statSNs == Array(statSNs[0]..<(statSNs[0] + 64)))  // StatSN increases by one per status
+        }
+        await t.stop()
+    }
+}
