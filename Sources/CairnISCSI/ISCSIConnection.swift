@@ -81,6 +81,16 @@ actor ISCSIConnection {
 
     func run() async {
         lastReceive = monotonicNanos()
+        // A connection that never finishes logging in must not hold its socket forever.
+        let loginTimeout = config.loginTimeout
+        Task {
+            await self.loop.sleep(nanoseconds: loginTimeout)
+            if !self.fullFeature && !self.ended {
+                self.logger.warning("login not completed within \(loginTimeout / 1_000_000_000) s: closing")
+                self.ended = true
+                self.socket.shutdown()
+            }
+        }
         do {
             try await login()
             fullFeature = true

@@ -15,6 +15,8 @@ public struct ISCSITargetConfig: Sendable {
     public var nopInInterval: UInt64 = 5_000_000_000
     /// Drop the connection when a ping goes unanswered this long (ns).
     public var nopInTimeout: UInt64 = 15_000_000_000
+    /// Close a connection that has not completed login by then (ns).
+    public var loginTimeout: UInt64 = 30_000_000_000
     public var targetAlias: String?
     public var portalGroupTag: UInt16 = 1
     /// Logical block size, for write residuals (the SCSI contract reports no write length);

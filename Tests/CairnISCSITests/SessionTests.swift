@@ -343,3 +343,15 @@ func next(_ i: TestInitiator) async throws -> ISCSIPDU {
         await t.stop()
     }
 }
+
+@Suite struct LoginTimeoutTests {
+    @Test func connectionThatNeverLogsInIsClosed() async throws {
+        let t = try await TestTarget { $0.loginTimeout = 100_000_000 }
+        try await t.withInitiator { i in
+            let start = monotonicNanos()
+            await #expect(throws: (any Error).self) { _ = try await i.receive() }
+            #expect(monotonicNanos() - start >= 100_000_000)
+        }
+        await t.stop()
+    }
+}
