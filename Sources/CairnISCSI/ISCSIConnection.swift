@@ -142,7 +142,7 @@ actor ISCSIConnection {
     func terminate() async {
         ended = true
         socket.shutdown()
-        if !finished { await withCheckedContinuation { finishWaiters.append($0) } }
+        if !nexusReleased { await withCheckedContinuation { finishWaiters.append($0) } }
     }
 
     /// Graceful shutdown: stop taking commands, let those in flight answer, then close.
@@ -151,7 +151,7 @@ actor ISCSIConnection {
         await waitForIdle()
         await writer.drain()
         socket.shutdown()
-        if !finished { await withCheckedContinuation { finishWaiters.append($0) } }
+        if !nexusReleased { await withCheckedContinuation { finishWaiters.append($0) } }
     }
 
     func waitForIdle() async {

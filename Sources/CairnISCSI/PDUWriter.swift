@@ -29,6 +29,7 @@ final class PDUWriter {
     private var releases: [IOBuffer] = []
     private var idleWaiters: [CheckedContinuation<Void, Never>] = []
     var failed = false
+    private(set) var closed = false
 
     init(connection: TCPConnection, pool: BufferPool) {
         self.connection = connection
@@ -37,8 +38,11 @@ final class PDUWriter {
         iov = .allocate(capacity: maxIOV)
     }
 
-    /// Returns buffers; called once the connection is done (on the loop).
+    /// Returns buffers; called once the connection is done (on the loop). Later sends are dropped.
     func close() {
+        guard !closed else { return }
+        closed = true
+        failed = true
         for p in queue { if let r = p.release { pool.give(r) } }
         queue.removeAll()
         pool.give(staging)
@@ -69,7 +73,7 @@ final class PDUWriter {
 
     /// Writes everything queued. If another flush is already writing, it will pick these up.
     nonisolated(nonsending) func flush() async {
-        guard !writing else { return }
+        guard !writing, !closed else { return }
         writing = true
         while !queue.isEmpty && !failed {
             var used = 0
@@ -147,7 +151,7 @@ final class PDUWriter {
 
     /// Waits until everything queued so far is written (or the connection failed).
     nonisolated(nonsending) func drain() async {
-        while !isIdle && !failed {
+        while !isIdle && !failed && !closed {
             if !writing {
                 await flush()
             } else {
