@@ -242,53 +242,30 @@ extension ISCSIConnection {
         let capacity = resp.dataIn?.count ?? 0
         let expected = task.readLength
         let n = min(produced, expected, capacity)
-        var overflow = false, underflow = false
-        var residual: UInt32 = 0
+        var res = Residual()
         learnBlockSize(task, resp)
         if task.readLength == 0, produced == 0, let blocks = writeTransferBlocks(task.cdb) {
             // Writes: the CDB's transfer length against the EDTL the initiator sent (§11.4.5).
-            let want = blocks &* UInt64(blockSizes[task.lun] ?? config.blockSize)
-            let sent = UInt64(task.edtl)
-            if want > sent {
-                overflow = true
-                residual = UInt32(clamping: want - sent)
-            } else if want < sent {
-                underflow = true
-                residual = UInt32(clamping: sent - want)
-            }
+            res = Residual(wanted: blocks &* UInt64(blockSizes[task.lun] ?? config.blockSize), expected: UInt64(task.edtl))
         } else if task.readLength > 0 || produced > 0 {
-            if produced > expected {
-                overflow = true
-                residual = UInt32(clamping: produced - expected)
-            } else if produced < expected {
-                underflow = true
-                residual = UInt32(clamping: expected - produced)
-            }
+            res = Residual(wanted: UInt64(produced), expected: UInt64(expected))
         }
         let statusInData = resp.status == .good && resp.sense.count == 0 && n > 0
-        let mrdsl = max(512, params.initiatorMaxRecvDataSegmentLength)
-        let burst = max(512, params.maxBurstLength)
-        var off = 0
         var dataSN: UInt32 = 0
-        var inBurst = 0
         if let dataIn = resp.dataIn {
-            while off < n {
-                let chunk = min(mrdsl, n - off, burst - inBurst)
-                let last = off + chunk == n
-                inBurst += chunk
-                let endOfBurst = last || inBurst == burst
-                var h = BasicHeaderSegment.dataIn(final: endOfBurst, status: last && statusInData ? resp.status.rawValue : nil,
-                                                  overflow: overflow, underflow: underflow, residual: residual, lun: task.lun,
-                                                  itt: task.itt, dataSN: dataSN, offset: UInt32(truncatingIfNeeded: off), dataLength: chunk)
-                if last && statusInData {
+            for seg in DataInSplitter(total: n, maxSegment: params.initiatorMaxRecvDataSegmentLength, maxBurst: params.maxBurstLength) {
+                let withStatus = seg.last && statusInData
+                var h = BasicHeaderSegment.dataIn(final: seg.final, status: withStatus ? resp.status.rawValue : nil,
+                                                  overflow: res.overflow, underflow: res.underflow, residual: res.count, lun: task.lun,
+                                                  itt: task.itt, dataSN: dataSN, offset: UInt32(truncatingIfNeeded: seg.offset),
+                                                  dataLength: seg.length)
+                if withStatus {
                     stamp(&h)
                 } else {
                     h.setU32(28, expCmdSN)
                     h.setU32(32, maxCmdSN)
                 }
-                writer.enqueue(OutPDU(bhs: h, buffer: dataIn.slice(off, chunk), release: last ? dataIn : nil))
-                if endOfBurst { inBurst = 0 }
-                off += chunk
+                writer.enqueue(OutPDU(bhs: h, buffer: dataIn.slice(seg.offset, seg.length), release: seg.last ? dataIn : nil))
                 dataSN &+= 1
             }
             if n == 0 { loop.buffers.give(dataIn) }
@@ -298,8 +275,8 @@ extension ISCSIConnection {
         if resp.sense.count > 0 {
             body = [UInt8(resp.sense.count >> 8), UInt8(truncatingIfNeeded: resp.sense.count)] + resp.sense.array
         }
-        var h = BasicHeaderSegment.scsiResponse(itt: task.itt, status: resp.status.rawValue, overflow: overflow, underflow: underflow,
-                                                residual: residual, expDataSN: dataSN &+ task.r2tSN, dataLength: body.count)
+        var h = BasicHeaderSegment.scsiResponse(itt: task.itt, status: resp.status.rawValue, overflow: res.overflow, underflow: res.underflow,
+                                                residual: res.count, expDataSN: dataSN &+ task.r2tSN, dataLength: body.count)
         stamp(&h)
         writer.enqueue(OutPDU(bhs: h, small: body))
     }
