@@ -355,3 +355,49 @@ func next(_ i: TestInitiator) async throws -> ISCSIPDU {
         await t.stop()
     }
 }
+
+@Suite struct DataPathTests {
+    /// With the SCSI layer in place the data must come back intact, split at our MaxRecvDataSegmentLength
+    /// with status in the last Data-In; with the stub, both commands must end in CHECK CONDITION.
+    @Test func writeThroughR2TThenReadBackInDataInPDUs() async throws {
+        let t = try await TestTarget()
+        try await t.withInitiator { i in
+            _ = try await i.login(extra: [("MaxRecvDataSegmentLength", "1024"), ("InitialR2T", "Yes"), ("ImmediateData", "No")])
+            let payload = (0..<4096).map { UInt8(truncatingIfNeeded: $0 * 31 + 7) }
+            let w = i.command(cdb: [0x2a, 0, 0, 0, 0, 10, 0, 0, 8, 0], write: 4096)
+            try await i.send(w)
+            var first = try await next(i)
+            var writeOK = false
+            if first.bhs.opcode == .r2t {
+                #expect(first.bhs.bufferOffset == 0 && first.bhs.u32(44) == 4096)
+                try await i.send(i.dataOut(itt: w.bhs.initiatorTaskTag, ttt: first.bhs.targetTransferTag, dataSN: 0, offset: 0, data: payload))
+                first = try await next(i)
+            }
+            #expect(first.bhs.opcode == .scsiResponse && first.bhs.initiatorTaskTag == w.bhs.initiatorTaskTag)
+            writeOK = first.bhs[3] == 0
+            let r = i.command(cdb: [0x28, 0, 0, 0, 0, 10, 0, 0, 8, 0], read: 4096)
+            try await i.send(r)
+            if writeOK {
+                var data: [UInt8] = []
+                var sn: UInt32 = 0
+                while true {
+                    let p = try await next(i)
+                    #expect(p.bhs.opcode == .dataIn && p.bhs.initiatorTaskTag == r.bhs.initiatorTaskTag)
+                    #expect(p.bhs.dataSN == sn && Int(p.bhs.bufferOffset) == data.count && p.data.count <= 1024)
+                    data += p.data
+                    sn += 1
+                    if p.bhs[1] & 0x01 != 0 {  // S bit: status in the last Data-In
+                        #expect(p.bhs[3] == 0 && p.bhs[1] & 0x80 != 0)
+                        break
+                    }
+                }
+                #expect(sn == 4)
+                #expect(data == payload)
+            } else {
+                let p = try await next(i)
+                #expect(p.bhs.opcode == .scsiResponse && p.bhs[3] == 0x02)
+            }
+        }
+        await t.stop()
+    }
+}
