@@ -42,6 +42,7 @@ actor ISCSIConnection {
     var tasks = TaskTable()
     var blockSizes: [UInt64: Int] = [:]
     var flushScheduled = false
+    var connectionID: UInt16 = 0
     var executing = 0
     var idleWaiters: [CheckedContinuation<Void, Never>] = []
     var ended = false
@@ -353,6 +354,7 @@ actor ISCSIConnection {
             first = false
             if case .fullFeature = reply.outcome {
                 params = negotiator.params
+                connectionID = bhs.cid
                 if params.sessionType == .normal {
                     let n = ITNexus(initiatorName: params.initiatorName, isid: params.isid, portalGroupTag: info.portalGroupTag)
                     // Session reinstatement (§6.3.5): an old session with this ISID and name ends first.
@@ -517,8 +519,10 @@ actor ISCSIConnection {
         guard admit(bhs) == .accept else { return }
         var response: UInt8 = 0
         switch bhs.logoutReason {
-        case 0, 1:
+        case 0:
             response = 0
+        case 1:
+            response = bhs.cid == connectionID ? 0 : 1  // 1: CID not found
         case 2:
             response = 2  // connection recovery is not supported (ERL 0)
         default:
