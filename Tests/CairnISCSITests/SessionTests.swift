@@ -401,3 +401,28 @@ func next(_ i: TestInitiator) async throws -> ISCSIPDU {
         await t.stop()
     }
 }
+
+@Suite struct CrossSessionTests {
+    @Test func logicalUnitResetInOneSessionAbortsTheOtherSessionsTasks() async throws {
+        let t = try await TestTarget()
+        let loop = t.loop, port = t.port
+        try await loop.run {
+            let a = try TestInitiator(loop: loop, port: port, isid: 0x23d0_0000_0001)
+            let b = try TestInitiator(loop: loop, port: port, isid: 0x23d0_0000_0002)
+            _ = try await a.login(extra: [("InitialR2T", "Yes"), ("ImmediateData", "No")])
+            _ = try await b.login()
+            let w = a.command(cdb: [0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0], write: 512)
+            try await a.send(w)
+            let r2t = try await next(a)
+            #expect(r2t.bhs.opcode == .r2t)
+            try await b.send(b.taskManagement(function: 5))  // LOGICAL UNIT RESET on LUN 0
+            #expect(try await next(b).bhs[2] == 0)
+            // a's write was aborted with the reset: its transfer tag is gone.
+            try await a.send(a.dataOut(itt: w.bhs.initiatorTaskTag, ttt: r2t.bhs.targetTransferTag, dataSN: 0, offset: 0, data: [UInt8](repeating: 0, count: 512)))
+            let rej = try await next(a)
+            #expect(rej.bhs.opcode == .reject)
+            a.close(); b.close()
+        }
+        await t.stop()
+    }
+}
