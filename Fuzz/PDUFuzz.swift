@@ -36,8 +36,11 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
              h.tmfFunction, h.referencedTaskTag, h.refCmdSN, h.logoutReason)
 
         if case .success(let keys) = TextKeys.parse(pdu.data) {
-            let round = TextKeys.parse(keys.encode())
-            guard case .success(let keys2) = round, keys2.pairs.count == keys.pairs.count else { fatalError("text keys did not round-trip") }
+            // Invalid UTF-8 in values re-encodes as U+FFFD (3 bytes), which may exceed the value
+            // limit; anything that parses again must keep its shape.
+            if case .success(let keys2) = TextKeys.parse(keys.encode()), keys2.pairs.count != keys.pairs.count {
+                fatalError("text keys did not round-trip")
+            }
             for (k, v) in keys.pairs {
                 _ = TextKeys.number(v)
                 _ = CHAP.decodeBinary(v)
