@@ -118,7 +118,7 @@ actor ISCSIConnection {
         }
         finished = true
         ended = true
-        if !socket.isOpen { } else { await writer.drain() }
+        if socket.isOpen { await writer.drain() }  // a Reject or logout response still queued goes out first
         socket.close()
         for t in tasks.all {
             t.aborted = true
