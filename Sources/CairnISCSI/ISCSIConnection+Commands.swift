@@ -44,7 +44,10 @@ extension ISCSIConnection {
         let task = ISCSITask(itt: itt, lun: bhs.lun, cmdSN: bhs.cmdSN, cdb: cdb, attribute: attribute,
                              writeLength: writeLength, readLength: readLength)
         task.edtl = bhs.writeFlag ? edtl : 0
-        if writeLength > 0 { task.dataOut = loop.buffers.take(writeLength) }
+        if writeLength > 0 {
+            task.dataOut = loop.buffers.take(writeLength)
+            writeBytesHeld += writeLength
+        }
         tasks.insert(task)
         if len > 0, let buf = task.dataOut {
             task.busyReading = true
@@ -187,6 +190,7 @@ extension ISCSIConnection {
 
     func releaseData(_ task: ISCSITask) {
         if let b = task.dataOut {
+            writeBytesHeld -= b.count
             loop.buffers.give(b)
             task.dataOut = nil
         }

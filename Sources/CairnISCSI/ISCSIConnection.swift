@@ -43,6 +43,7 @@ actor ISCSIConnection {
     var blockSizes: [UInt64: Int] = [:]
     var flushScheduled = false
     var connectionID: UInt16 = 0
+    var writeBytesHeld = 0
     var executing = 0
     var idleWaiters: [CheckedContinuation<Void, Never>] = []
     var ended = false
@@ -73,8 +74,12 @@ actor ISCSIConnection {
         writer = PDUWriter(connection: socket, pool: socket.loop.buffers)
     }
 
+    /// Write buffers held by tasks of this connection, and the most we let the window allow:
+    /// past it the window closes (MaxCmdSN = ExpCmdSN - 1) until writes complete.
+    static let writeBudget = 256 << 20
+
     var maxCmdSN: UInt32 {
-        let open = max(0, window - tasks.count)
+        let open = writeBytesHeld >= Self.writeBudget ? 0 : max(0, window - tasks.count)
         return expCmdSN &+ UInt32(open) &- 1
     }
 

@@ -426,3 +426,26 @@ func next(_ i: TestInitiator) async throws -> ISCSIPDU {
         await t.stop()
     }
 }
+
+@Suite struct FlowControlTests {
+    @Test func cmdSNWindowClosesWhileTooMuchWriteDataIsHeld() async throws {
+        let t = try await TestTarget()
+        try await t.withInitiator { i in
+            _ = try await i.login(extra: [("InitialR2T", "Yes"), ("ImmediateData", "No")])
+            // Five 64 MiB writes waiting for data hold more than the 256 MiB budget.
+            var last = ISCSIPDU(bhs: BasicHeaderSegment())
+            for _ in 0..<5 {
+                let w = i.command(cdb: [0x2a, 0, 0, 0, 0, 0, 0, 0x80, 0, 0], write: 64 << 20)
+                try await i.send(w)
+                last = try await next(i)
+                #expect(last.bhs.opcode == .r2t)
+            }
+            #expect(last.bhs.u32(32) == last.bhs.u32(28) &- 1)  // MaxCmdSN = ExpCmdSN - 1: window closed
+            // Aborting them reopens it.
+            try await i.send(i.taskManagement(function: 2))  // ABORT TASK SET
+            let tmf = try await next(i)
+            #expect(tmf.bhs[2] == 0 && snLess(tmf.bhs.u32(28), tmf.bhs.u32(32)))
+        }
+        await t.stop()
+    }
+}
