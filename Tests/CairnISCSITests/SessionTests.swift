@@ -449,3 +449,55 @@ func next(_ i: TestInitiator) async throws -> ISCSIPDU {
         await t.stop()
     }
 }
+
+@Suite struct MalformedPDUTests {
+    @Test func dataSegmentOverMaxRecvDataSegmentLengthIsRejectedAndClosed() async throws {
+        let t = try await TestTarget()
+        try await t.withInitiator { i in
+            _ = try await i.login()
+            try await i.send(i.nopOut(data: [UInt8](repeating: 1, count: 262_144 + 4)))
+            let rej = try await next(i)
+            #expect(rej.bhs.opcode == .reject && rej.bhs[2] == ISCSIRejectReason.protocolError.rawValue)
+            await #expect(throws: (any Error).self) { _ = try await next(i) }
+        }
+        await t.stop()
+    }
+
+    @Test func unknownOpcodeAndSNACKAreRejectedAndTheSessionGoesOn() async throws {
+        let t = try await TestTarget()
+        try await t.withInitiator { i in
+            _ = try await i.login()
+            var unknown = BasicHeaderSegment()
+            unknown[0] = 0x1c
+            unknown[1] = 0x80
+            try await i.send(ISCSIPDU(bhs: unknown))
+            let r1 = try await next(i)
+            #expect(r1.bhs.opcode == .reject && r1.bhs[2] == ISCSIRejectReason.commandNotSupported.rawValue)
+            #expect(BasicHeaderSegment(bytes: r1.data) == unknown)
+            var snack = BasicHeaderSegment()
+            snack.setOpcode(.snackRequest)
+            snack[1] = 0x80
+            try await i.send(ISCSIPDU(bhs: snack))
+            let r2 = try await next(i)
+            #expect(r2.bhs.opcode == .reject && r2.bhs[2] == ISCSIRejectReason.protocolError.rawValue)
+            let ping = i.nopOut()
+            try await i.send(ping)
+            #expect(try await next(i).bhs.initiatorTaskTag == ping.bhs.initiatorTaskTag)
+        }
+        await t.stop()
+    }
+
+    @Test func garbageBeforeLoginClosesTheConnectionOnly() async throws {
+        let t = try await TestTarget()
+        try await t.withInitiator { i in
+            try await i.send(ISCSIPDU(bhs: BasicHeaderSegment(bytes: [UInt8](repeating: 0xff, count: 48))))
+            await #expect(throws: (any Error).self) { _ = try await i.receive() }
+        }
+        // The target still serves others.
+        try await t.withInitiator { i in
+            let r = try await i.login()
+            #expect(r.bhs[36] == 0)
+        }
+        await t.stop()
+    }
+}
