@@ -154,6 +154,16 @@ actor ISCSIConnection {
     /// Graceful shutdown: stop taking commands, let those in flight answer, then close.
     func shutdownGracefully() async {
         draining = true
+        if fullFeature && !ended && params.sessionType == .normal {
+            // Async Message "target requests logout" (§11.9.1, event 1): the initiator logs out
+            // cleanly within Parameter3 seconds; we wait that long at most, then close anyway.
+            var h = BasicHeaderSegment.asyncMessage(event: 1, parameter3: 1)
+            h.setU64(8, 0)
+            stamp(&h)
+            await send(OutPDU(bhs: h))
+            let deadline = monotonicNanos() &+ config.logoutWait
+            while !finished && monotonicNanos() < deadline { await loop.sleep(nanoseconds: 20_000_000) }
+        }
         await waitForIdle()
         await writer.drain()
         socket.shutdown()

@@ -15,6 +15,8 @@ public struct ISCSITargetConfig: Sendable {
     public var nopInInterval: UInt64 = 5_000_000_000
     /// Drop the connection when a ping goes unanswered this long (ns).
     public var nopInTimeout: UInt64 = 15_000_000_000
+    /// On shutdown, how long an initiator asked to log out (Async Message) gets to do so (ns).
+    public var logoutWait: UInt64 = 1_000_000_000
     /// Close a connection that has not completed login by then (ns).
     public var loginTimeout: UInt64 = 30_000_000_000
     public var targetAlias: String?
@@ -77,7 +79,9 @@ public actor ISCSIServer {
         for l in listeners { l.close() }
         listeners = []
         let all = Array(connections.values)
-        for c in all { await c.shutdownGracefully() }
+        await withTaskGroup(of: Void.self) { group in
+            for c in all { group.addTask { await c.shutdownGracefully() } }
+        }
     }
 
     func acceptLoop(_ listener: TCPListener) async {

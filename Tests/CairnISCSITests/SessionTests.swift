@@ -311,10 +311,18 @@ func next(_ i: TestInitiator) async throws -> ISCSIPDU {
             _ = try await i.login()
             return i
         }
-        await t.server.shutdown()
+        async let done: Void = t.server.shutdown()
         try await loop.run {
+            // The target asks us to log out (Async Message, event 1); we do, then it closes.
+            let msg = try await next(i)
+            #expect(msg.bhs.opcode == .asyncMessage && msg.bhs[36] == 1)
+            try await i.send(i.logout())
+            #expect(try await next(i).bhs.opcode == .logoutResponse)
             await #expect(throws: (any Error).self) { _ = try await next(i) }
             i.close()
+        }
+        await done
+        _ = try await loop.run {
             #expect(throws: (any Error).self) { _ = try tcpConnect(loop: loop, host: "127.0.0.1", port: port) }
         }
         #expect(await t.server.connectionCount == 0)
