@@ -1,0 +1,101 @@
+import CairnIO
+import CairnSCSI
+
+/// One outstanding R2T: the window of the write buffer the initiator was asked to fill.
+struct R2TState {
+    let ttt: UInt32
+    let offset: Int
+    let length: Int
+    var received = 0
+    var nextDataSN: UInt32 = 0
+}
+
+/// A SCSI task at the transport level: from its command PDU until its response is queued.
+/// Owned by the connection actor (never shared), hence a plain class.
+final class ISCSITask {
+    enum State { case collecting, executing }
+
+    let itt: UInt32
+    let lun: UInt64
+    let cmdSN: UInt32
+    let cdb: CDB
+    let attribute: TaskAttribute
+    /// Expected Data Transfer Length of the write direction (0 for no data out).
+    let writeLength: Int
+    let readLength: Int
+    /// The Expected Data Transfer Length field as sent (for write residuals).
+    var edtl = 0
+    var state = State.collecting
+    var aborted = false
+    var done = false
+    /// The reader is filling `dataOut` right now: an abort must leave the buffer to it.
+    var busyReading = false
+
+    /// The whole write buffer; Data-Out payloads are read straight into it.
+    var dataOut: IOBuffer?
+    /// Bytes received so far (always a prefix: DataPDUInOrder and DataSequenceInOrder are Yes).
+    var received = 0
+    /// Unsolicited data still allowed (immediate data + unsolicited Data-Out up to FirstBurstLength).
+    var unsolicitedLimit = 0
+    var expectingUnsolicited = false
+    var unsolicitedDataSN: UInt32 = 0
+    var r2ts: [R2TState] = []
+    var nextR2TOffset = 0
+    var r2tSN: UInt32 = 0
+    /// Woken when the task is finished (TMF and logout wait on it).
+    var waiters: [CheckedContinuation<Void, Never>] = []
+
+    init(itt: UInt32, lun: UInt64, cmdSN: UInt32, cdb: CDB, attribute: TaskAttribute, writeLength: Int, readLength: Int) {
+        self.itt = itt
+        self.lun = lun
+        self.cmdSN = cmdSN
+        self.cdb = cdb
+        self.attribute = attribute
+        self.writeLength = writeLength
+        self.readLength = readLength
+    }
+
+    var dataComplete: Bool { received >= writeLength }
+
+    func finish() {
+        done = true
+        let w = waiters
+        waiters = []
+        for c in w { c.resume() }
+    }
+}
+
+/// The connection's tasks by Initiator Task Tag, and the Target Transfer Tags of their R2Ts.
+struct TaskTable {
+    private(set) var byITT: [UInt32: ISCSITask] = [:]
+    private var byTTT: [UInt32: UInt32] = [:]
+    private var nextTTT: UInt32 = 1
+
+    var count: Int { byITT.count }
+    var all: [ISCSITask] { Array(byITT.values) }
+
+    subscript(itt: UInt32) -> ISCSITask? { byITT[itt] }
+
+    mutating func insert(_ t: ISCSITask) { byITT[t.itt] = t }
+
+    /// Removes `t` (if it is still the task for its tag) and forgets its transfer tags.
+    mutating func remove(_ t: ISCSITask) {
+        for r in t.r2ts { byTTT[r.ttt] = nil }
+        if byITT[t.itt] === t { byITT[t.itt] = nil }
+    }
+
+    mutating func newTTT(for itt: UInt32) -> UInt32 {
+        var t = nextTTT
+        while t == 0xffff_ffff || byTTT[t] != nil { t &+= 1 }
+        nextTTT = t &+ 1
+        byTTT[t] = itt
+        return t
+    }
+
+    mutating func releaseTTT(_ ttt: UInt32) { byTTT[ttt] = nil }
+
+    func task(forTTT ttt: UInt32) -> ISCSITask? {
+        guard let itt = byTTT[ttt] else { return nil }
+        return byITT[itt]
+    }
+}
