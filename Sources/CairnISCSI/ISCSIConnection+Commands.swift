@@ -199,7 +199,9 @@ extension ISCSIConnection {
     func start(_ task: ISCSITask) {
         task.state = .executing
         executing += 1
-        Task { await self.execute(task) }
+        // loop.spawn, not Task {}: a task without the loop's preference resumes every I/O
+        // through the global pool (see EventLoop).
+        loop.spawn { await self.execute(task) }
     }
 
     func execute(_ task: ISCSITask) async {
@@ -233,10 +235,12 @@ extension ISCSIConnection {
     func scheduleFlush() {
         guard !flushScheduled else { return }
         flushScheduled = true
-        Task {
-            self.flushScheduled = false
-            await self.writer.flush()
-        }
+        loop.spawn { await self.runScheduledFlush() }
+    }
+
+    func runScheduledFlush() async {
+        flushScheduled = false
+        await writer.flush()
     }
 
     /// Data-In PDUs split at the initiator's MaxRecvDataSegmentLength (F at each MaxBurstLength),
@@ -247,10 +251,10 @@ extension ISCSIConnection {
         let expected = task.readLength
         let n = min(produced, expected, capacity)
         var res = Residual()
-        learnBlockSize(task, resp)
-        if task.readLength == 0, produced == 0, let blocks = writeTransferBlocks(task.cdb) {
-            // Writes: the CDB's transfer length against the EDTL the initiator sent (§11.4.5).
-            res = Residual(wanted: blocks &* UInt64(blockSizes[task.lun] ?? config.blockSize), expected: UInt64(task.edtl))
+        if task.readLength == 0, produced == 0, let wanted = resp.expectedDataOutLength {
+            // Data-out commands: what the CDB called for against the EDTL the initiator sent
+            // (§11.4.5); the SCSI layer knows each command's length, so no CDB decoding here.
+            res = Residual(wanted: UInt64(wanted), expected: UInt64(task.edtl))
         } else if task.readLength > 0 || produced > 0 {
             res = Residual(wanted: UInt64(produced), expected: UInt64(expected))
         }
@@ -285,29 +289,6 @@ extension ISCSIConnection {
         writer.enqueue(OutPDU(bhs: h, small: body))
     }
 
-    /// Transfer length in blocks of the write commands whose residuals we report.
-    func writeTransferBlocks(_ cdb: CDB) -> UInt64? {
-        switch cdb.opcode {
-        case 0x0a: let n = cdb.be(4, 1); return n == 0 ? 256 : n                 // WRITE(6)
-        case 0x2a, 0x2e: return cdb.be(7, 2)                                     // WRITE(10), WRITE AND VERIFY(10)
-        case 0xaa, 0xae: return cdb.be(6, 4)                                     // WRITE(12), WRITE AND VERIFY(12)
-        case 0x8a, 0x8e: return cdb.be(10, 4)                                    // WRITE(16), WRITE AND VERIFY(16)
-        default: return nil
-        }
-    }
-
-    /// Remembers the LU's block size from a READ CAPACITY(10/16) answer passing through.
-    func learnBlockSize(_ task: ISCSITask, _ resp: SCSIResponse) {
-        guard resp.status == .good, let d = resp.dataIn else { return }
-        let n = min(resp.dataInLength, d.count)
-        let p = d.base.assumingMemoryBound(to: UInt8.self)
-        func be32(_ o: Int) -> Int { Int(p[o]) << 24 | Int(p[o + 1]) << 16 | Int(p[o + 2]) << 8 | Int(p[o + 3]) }
-        var bs = 0
-        if task.cdb.opcode == 0x25 && n >= 8 { bs = be32(4) }
-        if task.cdb.opcode == 0x9e && task.cdb[1] & 0x1f == 0x10 && n >= 12 { bs = be32(8) }
-        if bs >= 512 && bs <= 1 << 20 { blockSizes[task.lun] = bs }
-    }
-
     // MARK: - Task management
 
     func handleTaskManagement(_ bhs: BasicHeaderSegment) async throws {
@@ -315,7 +296,7 @@ extension ISCSIConnection {
         _ = try await readData(len, into: nil)
         guard admit(bhs) == .accept else { return }
         // Runs on its own so the reader keeps going while aborted tasks finish.
-        Task { await self.runTaskManagement(bhs) }
+        loop.spawn { await self.runTaskManagement(bhs) }
     }
 
     func runTaskManagement(_ bhs: BasicHeaderSegment) async {

@@ -40,7 +40,6 @@ actor ISCSIConnection {
     var aheadCmdSNs: Set<UInt32> = []
     let window = 128
     var tasks = TaskTable()
-    var blockSizes: [UInt64: Int] = [:]
     var flushScheduled = false
     var connectionID: UInt16 = 0
     var writeBytesHeld = 0
@@ -89,19 +88,12 @@ actor ISCSIConnection {
         lastReceive = monotonicNanos()
         // A connection that never finishes logging in must not hold its socket forever.
         let loginTimeout = config.loginTimeout
-        Task {
-            await self.loop.sleep(nanoseconds: loginTimeout)
-            if !self.fullFeature && !self.ended {
-                self.logger.warning("login not completed within \(loginTimeout / 1_000_000_000) s: closing")
-                self.ended = true
-                self.socket.shutdown()
-            }
-        }
+        loop.spawn { await self.enforceLoginTimeout(loginTimeout) }
         do {
             try await login()
             fullFeature = true
             if params.sessionType == .normal && config.nopInInterval > 0 {
-                Task { await self.pingLoop() }
+                loop.spawn { await self.pingLoop() }
             }
             try await fullFeatureLoop()
         } catch let e as ConnectionEnd {
@@ -113,6 +105,16 @@ actor ISCSIConnection {
             logger.notice("connection ended: \(error)")
         }
         await finish()
+    }
+
+    /// A connection that has not logged in within `timeout` is shut down.
+    func enforceLoginTimeout(_ timeout: UInt64) async {
+        await loop.sleep(nanoseconds: timeout)
+        if !fullFeature && !ended {
+            logger.warning("login not completed within \(timeout / 1_000_000_000) s: closing")
+            ended = true
+            socket.shutdown()
+        }
     }
 
     /// Tears down once: aborts what is left, waits for executing commands, releases the nexus.
@@ -254,6 +256,11 @@ actor ISCSIConnection {
     func readHeader() async throws -> (BasicHeaderSegment, [UInt8]) {
         try await ensure(48)
         let bhs = BasicHeaderSegment(rx.base + rxStart)
+        // Before login completes only Login Requests are valid: judge the opcode before waiting
+        // for the AHS bytes a garbage header claims (§6.1: the target drops the connection).
+        if !fullFeature && bhs.opcode != .loginRequest {
+            throw ConnectionEnd.protocolViolation("PDU opcode 0x\(String(bhs.opcodeRaw, radix: 16)) before login completed")
+        }
         let ahsLen = bhs.ahsLength
         try await ensure(48 + ahsLen + (params.headerDigest ? 4 : 0))
         let start = rx.base + rxStart

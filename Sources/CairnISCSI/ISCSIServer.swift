@@ -21,9 +21,6 @@ public struct ISCSITargetConfig: Sendable {
     public var loginTimeout: UInt64 = 30_000_000_000
     public var targetAlias: String?
     public var portalGroupTag: UInt16 = 1
-    /// Logical block size, for write residuals (the SCSI contract reports no write length);
-    /// a session's READ CAPACITY answer overrides it.
-    public var blockSize = 512
 
     public init(targetName: String, portals: [ISCSIPortalAddress]) {
         self.targetName = targetName
@@ -68,7 +65,7 @@ public actor ISCSIServer {
             logger.info("iSCSI portal listening on \(ISCSIPortalAddress(host: p.host, port: l.port).textAddress) for \(config.targetName)")
         }
         for l in listeners {
-            Task { await self.acceptLoop(l) }
+            loop.spawn { await self.acceptLoop(l) }
         }
         return ports
     }
@@ -102,7 +99,7 @@ public actor ISCSIServer {
             info.mutualChap = config.mutualChap
             let c = ISCSIConnection(server: self, socket: socket, config: config, target: target, info: info, logger: logger)
             connections[ObjectIdentifier(c)] = c
-            Task { await c.run() }
+            loop.spawn { await c.run() }
         }
     }
 

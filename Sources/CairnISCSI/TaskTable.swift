@@ -12,7 +12,9 @@ struct R2TState {
 
 /// A SCSI task at the transport level: from its command PDU until its response is queued.
 /// Owned by the connection actor (never shared), hence a plain class.
-final class ISCSITask {
+// Confined to its connection actor: it crosses into a spawned task only to be handed straight
+// back to an isolated method of that same actor, on the same loop thread.
+final class ISCSITask: @unchecked Sendable {
     enum State { case collecting, executing }
 
     let itt: UInt32

@@ -118,7 +118,7 @@ enum Abuse: String, CaseIterable, Sendable {
         case .oversizedDataSegment:
             try bad.login(target: controller.iqn)
             var h = bad.commandHeader(cdb: RawISCSIClient.write10(lba: 0, blocks: 8), read: false, write: true, edtl: 4096, itt: 9)
-            h[5] = 0x01; h[6] = 0x00; h[7] = 0x00  // 16 MiB data segment, beyond any negotiated limit
+            h[5] = 0xFF; h[6] = 0xFF; h[7] = 0xFC  // a 16 MiB data segment, beyond any negotiated limit
             try bad.send(h)
             let r = bad.receivePDU()
             if let reason = BadInputTests.reject(r) {

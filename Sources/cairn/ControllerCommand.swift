@@ -1,0 +1,96 @@
+import ArgumentParser
+import CairnBlock
+import CairnIO
+import CairnISCSI
+import CairnSCSI
+import Glibc
+import Logging
+
+struct ControllerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "controller",
+        abstract: "Serve one volume as an iSCSI target (LUN 0)."
+    )
+
+    @Option(help: "Volume name (also the last part of the default IQN).")
+    var name: String
+
+    @Option(help: "Volume size, e.g. 1GiB, 64MiB.")
+    var size: ByteSize
+
+    @Option(help: "Back the volume with this local sparse file (created if missing).")
+    var file: String
+
+    @Option(help: "iSCSI portal HOST:PORT to listen on; give it twice for a second path (multipath).")
+    var portal: [HostPort] = [HostPort(argument: "127.0.0.1:3260")!]
+
+    @Option(help: "Target name; default iqn.2026-11.io.cairn:NAME.")
+    var iqn: String?
+
+    @Option(help: "Logical block size in bytes (512 or 4096).")
+    var blockSize: Int = 512
+
+    @Option(help: "CHAP user an initiator must log in with.")
+    var chapUser: String?
+    @Option(help: "CHAP secret for --chap-user.")
+    var chapSecret: String?
+    @Option(help: "User the target answers with in mutual CHAP.")
+    var mutualChapUser: String?
+    @Option(help: "Secret for --mutual-chap-user.")
+    var mutualChapSecret: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard blockSize == 512 || blockSize == 4096 else { throw ValidationError("--block-size must be 512 or 4096") }
+        guard size.bytes > 0, size.bytes % UInt64(blockSize) == 0 else {
+            throw ValidationError("--size must be a positive multiple of the block size")
+        }
+        guard (chapUser == nil) == (chapSecret == nil) else { throw ValidationError("--chap-user and --chap-secret go together") }
+        guard (mutualChapUser == nil) == (mutualChapSecret == nil) else {
+            throw ValidationError("--mutual-chap-user and --mutual-chap-secret go together")
+        }
+        guard mutualChapUser == nil || chapUser != nil else { throw ValidationError("mutual CHAP needs --chap-user too") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard !portal.isEmpty else { throw ValidationError("give at least one --portal") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        var logger = Logger(label: "cairn.controller")
+        logger[metadataKey: "volume"] = "\(name)"
+        let targetName = iqn ?? "iqn.2026-11.io.cairn:\(name)"
+
+        let loop = try EventLoop(name: "cairn-\(name)", logger: logger)
+        loop.start()
+        let store = try FileBlockStore(path: file, size: size.bytes, blockSize: blockSize, loop: loop, logger: logger)
+        let scsi = SCSITarget(loop: loop, identity: LogicalUnitIdentity(volumeName: name, targetName: targetName),
+                              luns: [0: store], logger: logger)
+        var config = ISCSITargetConfig(targetName: targetName,
+                                       portals: portal.map { ISCSIPortalAddress(host: $0.host, port: $0.port) })
+        if let u = chapUser, let s = chapSecret { config.chap = CHAPCredentials(user: u, secret: s) }
+        if let u = mutualChapUser, let s = mutualChapSecret { config.mutualChap = CHAPCredentials(user: u, secret: s) }
+        let server = ISCSIServer(loop: loop, config: config, target: scsi, logger: logger)
+
+        let ports = try await server.start()
+        for (p, port) in zip(portal, ports) {
+            let hp = p.host.contains(":") ? "[\(p.host)]:\(port)" : "\(p.host):\(port)"
+            print("cairn: ready iscsi://\(hp)/\(targetName)/0")
+        }
+        fflush(nil)  // flush every stream: the ready line must reach a pipe now
+        logger.info("serving", metadata: ["file": "\(file)", "size": "\(size.bytes)", "direct": "\(store.direct)"])
+
+        let signo = try await loop.run { try await loop.waitForSignal([SIGINT, SIGTERM]) }
+        logger.notice("signal \(signo): stopping; finishing in-flight I/O")
+        await server.shutdown()
+        await scsi.close()
+        loop.stopAndJoin()
+        logger.notice("stopped")
+    }
+}
