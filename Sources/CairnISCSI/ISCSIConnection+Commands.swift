@@ -359,7 +359,9 @@ extension ISCSIConnection {
             if t.state == .collecting { dropTask(t) }
         }
         for t in list where !t.done {
-            await withCheckedContinuation { t.waiters.append($0) }
+            // Checked again inside: the body runs isolated, so the task cannot finish between
+            // the check and the registration (a check before the await alone can race).
+            await withCheckedContinuation { c in if t.done { c.resume() } else { t.waiters.append(c) } }
         }
     }
 

@@ -120,7 +120,7 @@ actor ISCSIConnection {
     /// Tears down once: aborts what is left, waits for executing commands, releases the nexus.
     func finish() async {
         if finished {
-            if !nexusReleased { await withCheckedContinuation { finishWaiters.append($0) } }
+            await waitForRelease()
             return
         }
         finished = true
@@ -150,7 +150,7 @@ actor ISCSIConnection {
     func terminate() async {
         ended = true
         socket.shutdown()
-        if !nexusReleased { await withCheckedContinuation { finishWaiters.append($0) } }
+        await waitForRelease()
     }
 
     /// Graceful shutdown: stop taking commands, let those in flight answer, then close.
@@ -169,11 +169,22 @@ actor ISCSIConnection {
         await waitForIdle()
         await writer.drain()
         socket.shutdown()
-        if !nexusReleased { await withCheckedContinuation { finishWaiters.append($0) } }
+        await waitForRelease()
     }
 
+    /// The condition is checked again inside each continuation body, which runs isolated: a check
+    /// before the await alone can race with the command that finishes meanwhile (seen: a shutdown
+    /// that waited forever for a connection whose last command had already completed).
     func waitForIdle() async {
-        while executing > 0 { await withCheckedContinuation { idleWaiters.append($0) } }
+        while executing > 0 {
+            await withCheckedContinuation { c in if executing == 0 { c.resume() } else { idleWaiters.append(c) } }
+        }
+    }
+
+    func waitForRelease() async {
+        while !nexusReleased {
+            await withCheckedContinuation { c in if nexusReleased { c.resume() } else { finishWaiters.append(c) } }
+        }
     }
 
     func pingLoop() async {

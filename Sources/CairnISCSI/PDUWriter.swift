@@ -155,7 +155,8 @@ final class PDUWriter {
             if !writing {
                 await flush()
             } else {
-                await withCheckedContinuation { idleWaiters.append($0) }
+                // Re-checked inside: the write may have ended between the check and the await.
+                await withCheckedContinuation { c in if !writing { c.resume() } else { idleWaiters.append(c) } }
             }
         }
     }

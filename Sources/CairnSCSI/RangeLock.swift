@@ -51,7 +51,14 @@ struct RangeLock {
         return (id, false, e)
     }
 
+    /// Parks `e`, unless a release since `tryAcquire` already cleared its way: then it takes the
+    /// range and goes on at once (otherwise no later release might ever wake it).
     mutating func enqueue(_ e: Entry, _ c: CheckedContinuation<Void, Never>) {
+        if !blocked(e, waitersBefore: waiting.count) {
+            held.append(e)
+            c.resume()
+            return
+        }
         waiting.append(Waiter(entry: e, continuation: c))
     }
 

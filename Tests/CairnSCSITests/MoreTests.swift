@@ -157,3 +157,19 @@ import Testing
         #expect(r.good && r.data[13] & 0x0F == 3)
     }
 }
+
+@Suite struct RangeLockRaceTests {
+    @Test(.timeLimit(.minutes(1))) func aWaiterWhoseRangeWasReleasedBeforeItParkedGoesOnAtOnce() async {
+        var lock = RangeLock()
+        let first = lock.tryAcquire(lba: 0, count: 8, exclusive: true)
+        #expect(first.granted)
+        let second = lock.tryAcquire(lba: 4, count: 8, exclusive: false)
+        #expect(!second.granted)
+        // The holder releases before the second command registers its continuation.
+        lock.release(first.id)
+        var l = lock
+        await withCheckedContinuation { c in l.enqueue(second.entry, c) }
+        #expect(l.held.map(\.id) == [second.id])
+        #expect(l.waiting.isEmpty)
+    }
+}
