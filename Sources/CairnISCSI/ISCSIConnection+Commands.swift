@@ -358,7 +358,10 @@ extension ISCSIConnection {
             t.aborted = true
             if t.state == .collecting { dropTask(t) }
         }
-        for t in list where !t.done {
+        // SANITIZE is the exception SBC-3 makes (4.11): the sanitize operation goes on through
+        // aborts and resets, so waiting for it would hold the TMF for the whole overwrite. Its
+        // response is suppressed all the same.
+        for t in list where !t.done && t.cdb.opcode != 0x48 {
             // Checked again inside: the body runs isolated, so the task cannot finish between
             // the check and the registration (a check before the await alone can race).
             await withCheckedContinuation { c in if t.done { c.resume() } else { t.waiters.append(c) } }

@@ -20,9 +20,10 @@ extension SCSITarget {
         var d = [UInt8](repeating: 0, count: 32)
         d.set(0, lu.blockCount &- 1, 8)
         d.set(8, UInt64(lu.blockSize), 4)
-        // Logical blocks per physical block exponent: the backing filesystems are 4 KiB, so a
-        // 512-byte LUN has 8 logical blocks per physical block; initiators align to it.
-        d[13] = lu.blockSize < 4096 ? UInt8((4096 / lu.blockSize).trailingZeroBitCount) : 0
+        // Logical blocks per physical block exponent stays 0 (1:1). Reporting 4 KiB physical blocks
+        // under 512-byte LBAs would be true of the backing filesystem, but libiscsi's
+        // GetLBAStatus.UnmapSingle then expects LBA status descriptors at physical-block
+        // granularity (first descriptor not at the requested LBA), which SBC-3 does not allow.
         d[14] = 0x80 | 0x40
         return dataIn(d, allocation: alloc)
     }

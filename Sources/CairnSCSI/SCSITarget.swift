@@ -117,8 +117,14 @@ public actor SCSITarget {
         loop.serialExecutor.asUnownedSerialExecutor()
     }
 
-    public init(loop: EventLoop, identity: LogicalUnitIdentity, luns: [UInt64: any BlockStore], logger: Logger) {
+    /// SANITIZE OVERWRITE runs in the background at most this fast (bytes/s), so overwriting a
+    /// large volume does not take the node's disk from every other volume on it.
+    let sanitizeBytesPerSecond: UInt64
+
+    public init(loop: EventLoop, identity: LogicalUnitIdentity, luns: [UInt64: any BlockStore], logger: Logger,
+                sanitizeBytesPerSecond: UInt64 = 64 << 20) {
         self.loop = loop
+        self.sanitizeBytesPerSecond = max(1 << 20, sanitizeBytesPerSecond)
         self.identity = identity
         self.luns = luns
         self.logger = logger

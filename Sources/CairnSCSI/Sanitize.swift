@@ -72,10 +72,15 @@ extension SCSITarget {
                     chunk.base.storeBytes(of: pattern[(i % bs) % pattern.count] ^ flip, toByteOffset: i, as: UInt8.self)
                 }
                 var at: UInt64 = 0
+                let started = monotonicNanos()
                 while at < lu.blockCount {
                     let k = Int(min(lu.blockCount - at, UInt64(chunkBlocks)))
                     do { try await lu.store.write(lba: at, count: k, from: chunk.slice(0, k * bs), fua: false) } catch { throw .from(error) }
                     at += UInt64(k)
+                    // Paced: sleep until the bytes written so far are due at the configured rate.
+                    let due = started &+ at &* UInt64(bs) &* 1_000_000_000 / sanitizeBytesPerSecond
+                    let now = monotonicNanos()
+                    if due > now { await loop.sleep(nanoseconds: due - now) }
                 }
             }
             do { try await lu.store.flush() } catch { throw .from(error) }

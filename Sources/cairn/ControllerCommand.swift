@@ -39,6 +39,9 @@ struct ControllerCommand: AsyncParsableCommand {
     @Option(help: "Secret for --mutual-chap-user.")
     var mutualChapSecret: String?
 
+    @Option(help: "Most bytes per second a SANITIZE overwrite may write (it runs in the background).")
+    var sanitizeRate: ByteSize = ByteSize(argument: "64MiB")!
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -71,7 +74,7 @@ struct ControllerCommand: AsyncParsableCommand {
         loop.start()
         let store = try FileBlockStore(path: file, size: size.bytes, blockSize: blockSize, loop: loop, logger: logger)
         let scsi = SCSITarget(loop: loop, identity: LogicalUnitIdentity(volumeName: name, targetName: targetName),
-                              luns: [0: store], logger: logger)
+                              luns: [0: store], logger: logger, sanitizeBytesPerSecond: sanitizeRate.bytes)
         var config = ISCSITargetConfig(targetName: targetName,
                                        portals: portal.map { ISCSIPortalAddress(host: $0.host, port: $0.port) })
         if let u = chapUser, let s = chapSecret { config.chap = CHAPCredentials(user: u, secret: s) }
