@@ -49,18 +49,8 @@ extension ISCSIConnection {
             writeBytesHeld += writeLength
         }
         tasks.insert(task)
-        if len > 0, let buf = task.dataOut {
-            task.busyReading = true
-            let ok = try await readData(len, into: buf.base)
-            task.busyReading = false
-            if task.aborted { releaseData(task); return }
-            guard ok else {
-                dropTask(task)
-                await reject(bhs, .dataDigestError, "data digest error in immediate data")
-                return
-            }
-            task.received = len
-        }
+        guard try await readPayload(task, bhs, len, at: 0, what: "immediate data") else { return }
+        task.received = len
         if task.dataComplete {
             start(task)
             return
@@ -124,17 +114,7 @@ extension ISCSIConnection {
         guard offset == wantOffset, len <= limit - offset else {
             return try await refuse(.protocolError, "Data-Out offset \(offset) length \(len), expected offset \(wantOffset) limit \(limit)", failing: task)
         }
-        if len > 0, let buf = task.dataOut {
-            task.busyReading = true
-            let ok = try await readData(len, into: buf.base + offset)
-            task.busyReading = false
-            if task.aborted { releaseData(task); return }
-            guard ok else {
-                dropTask(task)
-                await reject(bhs, .dataDigestError, "data digest error in Data-Out")
-                return
-            }
-        }
+        guard try await readPayload(task, bhs, len, at: offset, what: "Data-Out") else { return }
         task.received += len
         if let i = r2tIndex {
             task.r2ts[i].received += len
@@ -159,6 +139,26 @@ extension ISCSIConnection {
         } else if !task.expectingUnsolicited {
             await issueR2Ts(task)
         }
+    }
+
+    /// Reads a command's payload straight into its data-out buffer at `offset`. False when the
+    /// task must not go on: it was aborted meanwhile (buffer released), or the data digest failed
+    /// (task dropped, Reject sent).
+    func readPayload(_ task: ISCSITask, _ bhs: BasicHeaderSegment, _ len: Int, at offset: Int, what: String) async throws -> Bool {
+        guard len > 0, let buf = task.dataOut else { return true }
+        task.busyReading = true
+        let ok = try await readData(len, into: buf.base + offset)
+        task.busyReading = false
+        if task.aborted {
+            releaseData(task)
+            return false
+        }
+        guard ok else {
+            dropTask(task)
+            await reject(bhs, .dataDigestError, "data digest error in \(what)")
+            return false
+        }
+        return true
     }
 
     /// Asks for the rest of a write, up to MaxOutstandingR2T bursts of MaxBurstLength at a time.
