@@ -107,7 +107,7 @@ extension SCSITarget {
     func blockLimits(_ lu: LogicalUnit) -> [UInt8] {
         var d = [UInt8](repeating: 0, count: 0x3C)
         // Offsets below are page offsets minus the 4-byte header.
-        d[0] = 0x01                                             // WSNZ
+        d[0] = 0x00                                             // WSNZ=0: zero blocks = to the end
         d[1] = UInt8(LogicalUnit.maxCompareAndWriteBlocks)
         d.set(2, 1, 2)                                          // optimal granularity
         d.set(4, UInt64(lu.maxTransferBlocks), 4)

@@ -9,16 +9,20 @@ extension SCSITarget {
         let is16 = c.cdb.opcode == Opcode.writeSame16
         let flags = c.cdb[1]
         let lba = is16 ? c.cdb.be(2, 8) : c.cdb.be(2, 4)
-        let n = is16 ? c.cdb.be(10, 4) : c.cdb.be(7, 2)
+        var n = is16 ? c.cdb.be(10, 4) : c.cdb.be(7, 2)
         let unmapBit = flags & 0x08 != 0
         let anchor = flags & 0x10 != 0
         let ndob = is16 && flags & 0x01 != 0
         if flags >> 5 != 0 { throw .invalidField(cdbByte: 1, bit: 7) }
         if anchor { throw .invalidField(cdbByte: 1, bit: 4) }
         if !is16 && flags & 0x01 != 0 { throw .invalidField(cdbByte: 1, bit: 0) }
+        if n == 0 {
+            // WSNZ=0 (block limits page): zero blocks means from `lba` to the last block (SBC-3 5.42),
+            // "zero the rest of the volume" in one command; bounded by MAXIMUM WRITE SAME LENGTH.
+            guard lba < lu.blockCount else { throw .lbaOutOfRange }
+            n = lu.blockCount - lba
+        }
         guard lu.inRange(lba, n) else { throw .lbaOutOfRange }
-        // WSNZ is set in the block limits page: zero blocks does not mean "to the end".
-        if n == 0 { throw .invalidField(cdbByte: is16 ? 10 : 7) }
         guard n <= LogicalUnit.maxWriteSameBlocks else { throw .invalidField(cdbByte: is16 ? 10 : 7) }
         let bs = lu.blockSize
         var block: IOBuffer?

@@ -57,7 +57,7 @@ func designators(_ d: [UInt8]) -> [(UInt8, [UInt8])] {
     @Test func blockLimitsAndProvisioningPagesAdvertiseUnmap() async throws {
         let h = try Harness()
         let b0 = await h.run(inquiry(evpd: true, page: 0xB0)).data
-        #expect(b0.count == 64 && b0[4] & 1 == 1 && b0[5] > 0)
+        #expect(b0.count == 64 && b0[4] & 1 == 0 && b0[5] > 0)  // WSNZ=0: zero-block WRITE SAME runs to the end
         #expect(be(Array(b0[8..<12]), 0, 4) == UInt64(LogicalUnit.maxTransferBytes / 512))
         #expect(be(Array(b0[20..<24]), 0, 4) > 0 && be(Array(b0[24..<28]), 0, 4) > 0)
         let b2 = await h.run(inquiry(evpd: true, page: 0xB2)).data

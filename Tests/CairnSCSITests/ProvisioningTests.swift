@@ -97,13 +97,24 @@ func unmapList(_ ranges: [(UInt64, UInt32)]) -> [UInt8] {
         #expect(await h.run([0x41, 0x08] + be(0, 4) + [0, 0, 1, 0], data: [UInt8](repeating: 0xA6, count: 1024)).isCheck(0x05, 0x24, 0x00))
     }
 
-    @Test func writeSameRefusesAnchorZeroBlocksAndRangesPastTheEnd() async throws {
+    @Test func writeSameRefusesAnchorAndRangesPastTheEnd() async throws {
         let h = try Harness()
         let blk = [UInt8](repeating: 0, count: 512)
         #expect(await h.run([0x41, 0x18] + be(0, 4) + [0, 0, 1, 0], data: blk).isCheck(0x05, 0x24, 0x00))
         #expect(await h.run([0x41, 0x10] + be(0, 4) + [0, 0, 1, 0], data: blk).isCheck(0x05, 0x24, 0x00))
-        #expect(await h.run([0x41, 0] + be(0, 4) + [0, 0, 0, 0], data: blk).isCheck(0x05, 0x24, 0x00))
         #expect(await h.run([0x41, 0] + be(1020, 4) + [0, 0, 5, 0], data: blk).isCheck(0x05, 0x21, 0x00))
         #expect(await h.run([0x41, 0x20] + be(0, 4) + [0, 0, 1, 0], data: blk).isCheck(0x05, 0x24, 0x00))
+    }
+
+    @Test func writeSameOfZeroBlocksWritesToTheEndOfTheLUN() async throws {
+        let h = try Harness()
+        let n = h.store.blockCount
+        let blk = [UInt8](repeating: 0x5A, count: 512)
+        #expect(await h.run([0x41, 0] + be(n - 4, 4) + [0, 0, 0, 0], data: blk).good)
+        #expect(h.store.inner.bytes(lba: n - 4, count: 4) == [UInt8](repeating: 0x5A, count: 4 * 512))
+        #expect(h.store.inner.bytes(lba: n - 5, count: 1) == [UInt8](repeating: 0, count: 512))
+        // Past the last block there is nothing to write to: out of range, not a no-op.
+        #expect(await h.run([0x41, 0] + be(n, 4) + [0, 0, 0, 0], data: blk).isCheck(0x05, 0x21, 0x00))
+        #expect(await h.run([0x41, 0] + be(n + 1, 4) + [0, 0, 0, 0], data: blk).isCheck(0x05, 0x21, 0x00))
     }
 }
