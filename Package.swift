@@ -1,6 +1,7 @@
 // swift-tools-version:6.1
 // Cairn: replicated block storage. One module per layer, as in DESIGN.md:
-// CCairn (C shim) -> CairnIO (event loop) -> CairnBlock (block stores) -> CairnSCSI -> CairnISCSI -> cairn
+// CCairn (C shim) -> CairnIO (event loop) -> CairnBlock (block stores) -> CairnSCSI -> CairnISCSI -> cairn;
+// CairnWire (replica protocol) -> CairnReplica (replica store, server) and CairnVolume (replica set) -> cairn
 import PackageDescription
 
 let package = Package(
@@ -46,10 +47,26 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
+        .target(
+            name: "CairnWire",
+            dependencies: ["CairnIO", "CCairn", .product(name: "DequeModule", package: "swift-collections")]
+        ),
+        .target(
+            name: "CairnReplica",
+            dependencies: [
+                "CairnWire", "CairnBlock", "CairnIO",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        .target(
+            name: "CairnVolume",
+            dependencies: ["CairnWire", "CairnBlock", "CairnIO", .product(name: "Logging", package: "swift-log")]
+        ),
         .executableTarget(
             name: "cairn",
             dependencies: [
-                "CairnISCSI", "CairnSCSI", "CairnBlock", "CairnIO",
+                "CairnISCSI", "CairnSCSI", "CairnBlock", "CairnIO", "CairnWire", "CairnReplica", "CairnVolume",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -57,6 +74,7 @@ let package = Package(
         .testTarget(name: "CairnIOTests", dependencies: ["CairnIO", "CCairn"]),
         .testTarget(name: "CairnBlockTests", dependencies: ["CairnBlock", "CairnIO"]),
         .testTarget(name: "CairnSCSITests", dependencies: ["CairnSCSI", "CairnBlock", "CairnIO"]),
+        .testTarget(name: "CairnWireTests", dependencies: ["CairnWire", "CairnIO"]),
         .testTarget(name: "CairnISCSITests", dependencies: ["CairnISCSI", "CairnSCSI", "CairnBlock", "CairnIO"]),
         .systemLibrary(name: "CLibiSCSI", path: "Sources/CLibiSCSI", providers: [.apt(["libiscsi-dev"])]),
         .testTarget(

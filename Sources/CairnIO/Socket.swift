@@ -303,3 +303,50 @@ func cStringValue(_ chars: [CChar]) -> String {
     let bytes = chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
     return String(decoding: bytes, as: UTF8.self)
 }
+
+extension TCPConnection {
+    /// Connects to `host:port` without blocking the loop: a non-blocking connect, then a wait of
+    /// at most `timeoutNanos` for it to finish. Must be called on the loop.
+    nonisolated(nonsending)
+    public static func connect(loop: EventLoop, host: String, port: UInt16, timeoutNanos: UInt64) async throws(IOError) -> TCPConnection {
+        loop.assertInLoop()
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_NUMERICSERV
+        var res: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &res)
+        guard rc == 0, let ai = res else { throw IOError.errno(EINVAL, "getaddrinfo(\(host))") }
+        defer { freeaddrinfo(res) }
+        let s = socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        guard s >= 0 else { throw IOError.errno(errno, "socket") }
+        var one: Int32 = 1
+        setsockopt(s, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        if Glibc.connect(s, ai.pointee.ai_addr, ai.pointee.ai_addrlen) != 0 {
+            let e = errno
+            guard e == EINPROGRESS || e == EINTR else {
+                Glibc.close(s)
+                throw IOError.errno(e, "connect \(host):\(port)")
+            }
+            // Connects are rare (start-up, reconnects): poll for completion instead of a timer race.
+            let deadline = monotonicNanos() &+ timeoutNanos
+            while true {
+                var p = pollfd(fd: s, events: Int16(POLLOUT), revents: 0)
+                if poll(&p, 1, 0) > 0 { break }
+                if monotonicNanos() >= deadline {
+                    Glibc.close(s)
+                    throw IOError.errno(ETIMEDOUT, "connect \(host):\(port)")
+                }
+                await loop.sleep(nanoseconds: 2_000_000)
+            }
+            var err: Int32 = 0
+            var len = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len)
+            if err != 0 {
+                Glibc.close(s)
+                throw IOError.errno(err, "connect \(host):\(port)")
+            }
+        }
+        return try TCPConnection(loop: loop, fd: s)
+    }
+}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 
 /// A size on the command line: plain bytes or with a unit (K, M, G, T; KiB/MiB/... are the same
 /// binary units; KB/MB/... are decimal).
@@ -57,4 +58,37 @@ struct HostPort: ExpressibleByArgument, CustomStringConvertible {
     }
 
     var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// A duration on the command line: 5s, 500ms, 2.5s, 1m; a bare number is seconds.
+struct Duration: ExpressibleByArgument, CustomStringConvertible {
+    let nanoseconds: UInt64
+
+    init?(argument: String) {
+        let s = argument.trimmingCharacters(in: " ").lowercased()
+        let number = s.prefix { $0.isNumber || $0 == "." }
+        guard !number.isEmpty, let v = Double(number), v >= 0 else { return nil }
+        let mult: Double
+        switch s.dropFirst(number.count) {
+        case "", "s": mult = 1e9
+        case "ms": mult = 1e6
+        case "us", "µs": mult = 1e3
+        case "m", "min": mult = 60e9
+        default: return nil
+        }
+        nanoseconds = UInt64(v * mult)
+    }
+
+    var description: String { "\(Double(nanoseconds) / 1e9)s" }
+}
+
+/// Sets up logging for a process role at `level`, to standard error.
+func bootstrapLogging(_ level: String) -> Logger.Level {
+    let lvl = Logger.Level(rawValue: level) ?? .info
+    LoggingSystem.bootstrap { label in
+        var h = StreamLogHandler.standardError(label: label)
+        h.logLevel = lvl
+        return h
+    }
+    return lvl
 }

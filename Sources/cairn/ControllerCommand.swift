@@ -3,6 +3,7 @@ import CairnBlock
 import CairnIO
 import CairnISCSI
 import CairnSCSI
+import CairnVolume
 import Glibc
 import Logging
 
@@ -18,8 +19,20 @@ struct ControllerCommand: AsyncParsableCommand {
     @Option(help: "Volume size, e.g. 1GiB, 64MiB.")
     var size: ByteSize
 
-    @Option(help: "Back the volume with this local sparse file (created if missing).")
-    var file: String
+    @Option(help: "Back the volume with this local sparse file (created if missing); or give --replica.")
+    var file: String?
+
+    @Option(help: "A replica HOST:PORT (repeat for each replica of the set).")
+    var replica: [HostPort] = []
+
+    @Option(help: "RW replicas needed to acknowledge writes (default: a majority of the replicas given).")
+    var minHealthy: Int?
+
+    @Option(help: "Eject a replica that leaves a request unanswered this long (e.g. 5s, 500ms).")
+    var replicaTimeout: Duration = Duration(argument: "5s")!
+
+    @Option(help: "Most bytes per second a rebuild copies (e.g. 64MiB).")
+    var rebuildRate: ByteSize = ByteSize(argument: "64MiB")!
 
     @Option(help: "iSCSI portal HOST:PORT to listen on; give it twice for a second path (multipath).")
     var portal: [HostPort] = [HostPort(argument: "127.0.0.1:3260")!]
@@ -57,22 +70,38 @@ struct ControllerCommand: AsyncParsableCommand {
         guard mutualChapUser == nil || chapUser != nil else { throw ValidationError("mutual CHAP needs --chap-user too") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard !portal.isEmpty else { throw ValidationError("give at least one --portal") }
+        guard (file == nil) != replica.isEmpty else { throw ValidationError("give either --file or --replica (one or more)") }
+        if let m = minHealthy, m < 1 || m > replica.count {
+            throw ValidationError("--min-healthy must be between 1 and the number of replicas")
+        }
+        guard replicaTimeout.nanoseconds >= 10_000_000 else { throw ValidationError("--replica-timeout is too short") }
+        guard rebuildRate.bytes > 0 else { throw ValidationError("--rebuild-rate must be positive") }
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        _ = bootstrapLogging(logLevel)
         var logger = Logger(label: "cairn.controller")
         logger[metadataKey: "volume"] = "\(name)"
         let targetName = iqn ?? "iqn.2026-11.io.cairn:\(name)"
 
         let loop = try EventLoop(name: "cairn-\(name)", logger: logger)
         loop.start()
-        let store = try FileBlockStore(path: file, size: size.bytes, blockSize: blockSize, loop: loop, logger: logger)
+        let store: any BlockStore
+        var backing: String
+        if let file {
+            let f = try FileBlockStore(path: file, size: size.bytes, blockSize: blockSize, loop: loop, logger: logger)
+            store = f
+            backing = "file \(file) (direct: \(f.direct))"
+        } else {
+            let config = VolumeConfig(name: name, size: size.bytes, blockSize: blockSize,
+                                      replicas: replica.map { ReplicaAddress(host: $0.host, port: $0.port) },
+                                      minHealthy: minHealthy, replicaTimeoutNanos: replicaTimeout.nanoseconds,
+                                      rebuildBytesPerSecond: rebuildRate.bytes)
+            let volume = Volume(config: config, loop: loop, logger: logger)
+            try await loop.run { await volume.start() }
+            store = ReplicatedStore(volume: volume)
+            backing = "\(replica.count) replicas (min healthy \(config.minHealthy))"
+        }
         let scsi = SCSITarget(loop: loop, identity: LogicalUnitIdentity(volumeName: name, targetName: targetName),
                               luns: [0: store], logger: logger, sanitizeBytesPerSecond: sanitizeRate.bytes)
         var config = ISCSITargetConfig(targetName: targetName,
@@ -87,7 +116,7 @@ struct ControllerCommand: AsyncParsableCommand {
             print("cairn: ready iscsi://\(hp)/\(targetName)/0")
         }
         fflush(nil)  // flush every stream: the ready line must reach a pipe now
-        logger.info("serving", metadata: ["file": "\(file)", "size": "\(size.bytes)", "direct": "\(store.direct)"])
+        logger.info("serving", metadata: ["backing": "\(backing)", "size": "\(size.bytes)"])
 
         let signo = try await loop.run { try await loop.waitForSignal([SIGINT, SIGTERM]) }
         logger.notice("signal \(signo): stopping; finishing in-flight I/O")

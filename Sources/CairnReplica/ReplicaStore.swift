@@ -1,0 +1,291 @@
+import CairnBlock
+import CairnIO
+import CairnWire
+import Glibc
+import Logging
+
+/// One replica's directory: the volume's data in a sparse file (O_DIRECT through the loop's
+/// io_uring), its metadata (epoch record, dirty maps) in replica.json, and a dirty-region map
+/// file per absent member. Pinned to the event loop; every request of every connection is served
+/// here, interleaving only at awaits.
+public actor ReplicaStore {
+    public nonisolated let loop: EventLoop
+    public nonisolated let directory: String
+    public nonisolated let replicaID: String
+    public nonisolated let size: UInt64
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.serialExecutor.asUnownedSerialExecutor() }
+    /// Bytes per dirty-map bit: a returning replica copies whole regions of this size.
+    public static let dirtyGranularity: UInt64 = 64 << 10
+    /// Offsets and lengths must be multiples of this (O_DIRECT, and the smallest SCSI block).
+    public static let alignment: UInt64 = 512
+
+    let data: FileBlockStore
+    var meta: ReplicaMetadata
+    var maps: [String: DirtyMap] = [:]
+    var logger: Logger
+    var metaPath: String { directory + "/replica.json" }
+
+    // Counters for `status` and /metrics.
+    public private(set) var reads: UInt64 = 0
+    public private(set) var writes: UInt64 = 0
+    public private(set) var readBytes: UInt64 = 0
+    public private(set) var writeBytes: UInt64 = 0
+    public private(set) var rebuildBytesWritten: UInt64 = 0
+    public private(set) var errors: UInt64 = 0
+
+    /// Opens DIR. With `size` on first start it creates the data file and metadata; later starts
+    /// reopen them and refuse another size. Without `size`, DIR must already hold a replica.
+    public init(directory: String, size: UInt64?, loop: EventLoop, logger: Logger) throws(ReplicaError) {
+        self.loop = loop
+        self.directory = directory
+        self.logger = logger
+        if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw .io("mkdir \(directory): \(errnoText())") }
+        let metaPath = directory + "/replica.json"
+        var meta: ReplicaMetadata
+        if let m = try ReplicaMetadata.load(metaPath) {
+            if let s = size, s != m.size {
+                throw .config("\(directory) holds a replica of \(m.size) bytes, not the \(s) asked for")
+            }
+            meta = m
+        } else {
+            guard let s = size else { throw .config("\(directory) holds no replica yet: give --size to create one") }
+            guard s > 0, s % ReplicaStore.alignment == 0 else { throw .config("size must be a positive multiple of 512") }
+            meta = ReplicaMetadata(replicaID: ReplicaStore.newID(), size: s)
+            try meta.save(metaPath, directory: directory)
+        }
+        do {
+            data = try FileBlockStore(path: directory + "/volume.img", size: meta.size, blockSize: 512, loop: loop, logger: logger)
+        } catch {
+            throw .io("data file: \(error)")
+        }
+        replicaID = meta.replicaID
+        self.size = meta.size
+        var opened: [String: DirtyMap] = [:]
+        for m in meta.maps {
+            opened[m.member] = try DirtyMap(opening: directory + "/" + m.file, member: m.member, base: m.base,
+                                            granularity: m.granularity, volumeSize: meta.size)
+        }
+        self.meta = meta
+        self.maps = opened
+        self.logger[metadataKey: "replica"] = "\(meta.replicaID)"
+    }
+
+    static func newID() -> String {
+        var g = SystemRandomNumberGenerator()
+        let bytes = (0..<6).map { _ in UInt8.random(in: 0...255, using: &g) }
+        return "r-" + bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+    }
+
+    public var record: EpochRecord? { meta.record }
+    public var volume: String? { meta.volume }
+    var dirtyMapInfos: [DirtyMapInfo] { maps.values.map(\.info).sorted { $0.member < $1.member } }
+
+    // MARK: - Requests
+
+    /// The handshake: a replica serves one volume for life, of one size.
+    public func hello(_ h: Hello) throws(WireStatus) -> HelloReply {
+        guard h.size == meta.size else {
+            logger.warning("controller for \(h.volume) wants \(h.size) bytes; this replica holds \(meta.size)")
+            throw .wrongVolume
+        }
+        if let v = meta.volume, v != h.volume {
+            logger.warning("controller for volume \(h.volume) refused: this replica belongs to \(v)")
+            throw .wrongVolume
+        }
+        if meta.volume == nil {
+            var m = meta
+            m.volume = h.volume
+            do { try m.save(metaPath, directory: directory) } catch {
+                logger.error("saving metadata: \(error)")
+                throw .ioError
+            }
+            meta = m
+        }
+        return HelloReply(replicaID: meta.replicaID, volume: h.volume, size: meta.size, blockSize: h.blockSize,
+                          record: meta.record, dirtyMaps: dirtyMapInfos)
+    }
+
+    /// Fencing: a controller older than the newest membership persisted here is refused.
+    public func checkEpoch(_ epoch: UInt64) throws(WireStatus) {
+        if let r = meta.record, epoch < r.epoch { throw .staleEpoch }
+    }
+
+    func checkRange(_ offset: UInt64, _ length: UInt64) throws(WireStatus) {
+        guard length > 0, offset % Self.alignment == 0, length % Self.alignment == 0,
+              offset <= meta.size, length <= meta.size - offset else { throw .badRequest }
+    }
+
+    /// Admits a write or unmap when it is received, before the next frame is read: the epoch is
+    /// checked and the dirty maps marked in arrival order, so a membership update or a dirty-map
+    /// query that follows it on the connection sees it. The map pages are persisted by the
+    /// request's own task, before its data.
+    public func admit(offset: UInt64, length: UInt64, epoch: UInt64, rebuild: Bool) throws(WireStatus) {
+        try checkEpoch(epoch)
+        try checkRange(offset, length)
+        if !rebuild { for m in maps.values { m.mark(offset: offset, length: length) } }
+    }
+
+    public func read(offset: UInt64, length: Int, into buffer: IOBuffer) async throws(WireStatus) {
+        try checkRange(offset, UInt64(length))
+        do {
+            try await data.read(lba: offset / 512, count: length / 512, into: buffer)
+        } catch {
+            errors += 1
+            logger.error("read at \(offset) (+\(length)): \(error)")
+            throw .ioError
+        }
+        reads += 1
+        readBytes += UInt64(length)
+    }
+
+    /// Writes an admitted request's data (see `admit`).
+    public func write(offset: UInt64, from buffer: IOBuffer, fua: Bool, rebuild: Bool) async throws(WireStatus) {
+        try await persistMaps()
+        do {
+            try await data.write(lba: offset / 512, count: buffer.count / 512, from: buffer, fua: fua)
+        } catch {
+            throw failed(error, "write at \(offset) (+\(buffer.count))")
+        }
+        if rebuild {
+            rebuildBytesWritten += UInt64(buffer.count)
+        } else {
+            writes += 1
+            writeBytes += UInt64(buffer.count)
+        }
+    }
+
+    /// Deallocates an admitted range (see `admit`).
+    public func unmap(offset: UInt64, length: UInt64) async throws(WireStatus) {
+        try await persistMaps()
+        do {
+            try await data.unmap(lba: offset / 512, count: length / 512)
+        } catch {
+            throw failed(error, "unmap at \(offset) (+\(length))")
+        }
+    }
+
+    public func flush() async throws(WireStatus) {
+        do {
+            try await data.flush()
+            for m in maps.values { try await m.sync(loop: loop) }
+        } catch {
+            errors += 1
+            logger.error("flush: \(error)")
+            throw .ioError
+        }
+    }
+
+    private func persistMaps() async throws(WireStatus) {
+        for m in maps.values {
+            do { try await m.persistPending(loop: loop) } catch {
+                errors += 1
+                logger.error("dirty map for \(m.member): \(error)")
+                throw error == .noSpace ? .noSpace : .ioError
+            }
+        }
+    }
+
+    private func failed(_ error: BlockStoreError, _ what: String) -> WireStatus {
+        errors += 1
+        logger.error("\(what): \(error)")
+        return error == .noSpace ? .noSpace : .ioError
+    }
+
+    /// Persists a new membership: map files first (durable), then the metadata that names them.
+    public func setMembership(_ u: MembershipUpdate) async throws(WireStatus) {
+        if let r = meta.record, u.record.epoch < r.epoch { throw .staleEpoch }
+        var next = meta
+        next.record = u.record
+        var removed: [DirtyMap] = []
+        let dropping = u.dropAllMaps ? Set(maps.keys) : Set(u.stopTracking)
+        for member in dropping {
+            if let m = maps.removeValue(forKey: member) { removed.append(m) }
+        }
+        for t in u.startTracking where t.member != meta.replicaID {
+            if let m = maps[t.member], m.base.same(as: t.base) {
+                // Already tracking since that record: add what was in flight.
+                for e in t.initialExtents { m.mark(offset: e.offset, length: e.length) }
+                do { try await m.persistPending(loop: loop) } catch { throw error == .noSpace ? .noSpace : .ioError }
+                continue
+            }
+            if let old = maps.removeValue(forKey: t.member) { removed.append(old) }
+            let file = "dirty-\(t.member)-\(t.base.epoch).map"
+            do {
+                maps[t.member] = try DirtyMap(creating: directory + "/" + file, member: t.member, base: t.base,
+                                              granularity: Self.dirtyGranularity, volumeSize: meta.size,
+                                              initial: t.initialExtents)
+            } catch {
+                logger.error("creating dirty map for \(t.member): \(error)")
+                throw error == .noSpace ? .noSpace : .ioError
+            }
+        }
+        next.maps = maps.values.map { m in
+            ReplicaMetadata.MapEntry(member: m.member, base: m.base, granularity: m.granularity,
+                                     file: String(m.path.split(separator: "/").last ?? ""))
+        }.sorted { $0.member < $1.member }
+        do { try next.save(metaPath, directory: directory) } catch {
+            logger.error("saving metadata: \(error)")
+            throw error == .noSpace ? .noSpace : .ioError
+        }
+        meta = next
+        for m in removed where !maps.values.contains(where: { $0.path == m.path }) { unlink(m.path) }
+        logger.notice("membership: \(u.record)\(maps.isEmpty ? "" : "; tracking \(maps.keys.sorted().joined(separator: ","))")")
+    }
+
+    /// Forgets the record and the data before a full copy. The record goes first: a crash midway
+    /// leaves a replica that says it has nothing worth serving.
+    public func wipe() async throws(WireStatus) {
+        var next = meta
+        next.record = nil
+        next.maps = []
+        do { try next.save(metaPath, directory: directory) } catch { throw .ioError }
+        meta = next
+        for m in maps.values { unlink(m.path) }
+        maps = [:]
+        do {
+            try await data.unmap(lba: 0, count: meta.size / 512)
+            try await data.flush()
+        } catch {
+            throw failed(error, "wipe")
+        }
+        logger.notice("wiped for a full rebuild")
+    }
+
+    public func dirtyExtents(_ q: DirtyQuery) -> ExtentList {
+        guard let m = maps[q.member], m.base.same(as: q.base) else { return ExtentList(extents: [], found: false) }
+        return ExtentList(extents: m.extents(volumeSize: meta.size))
+    }
+
+    /// Allocated extents in [offset, offset+length): what a full copy must move.
+    public func allocatedExtents(offset: UInt64, length: UInt64) async throws(WireStatus) -> ExtentList {
+        try checkRange(offset, length)
+        var out: [Extent] = []
+        var lba = offset / 512
+        let endLBA = (offset + length) / 512
+        while lba < endLBA {
+            let a: (mapped: Bool, count: UInt64)
+            do { a = try await data.allocation(at: lba) } catch { throw .ioError }
+            let n = min(a.count, endLBA - lba)
+            if a.mapped {
+                if let i = out.indices.last, out[i].end == lba * 512 {
+                    out[i].length += n * 512
+                } else {
+                    out.append(Extent(offset: lba * 512, length: n * 512))
+                }
+            }
+            lba += max(n, 1)
+        }
+        return ExtentList(extents: out)
+    }
+
+    public func status() async -> ReplicaStatus {
+        let allocated = (try? await allocatedExtents(offset: 0, length: meta.size).totalBytes) ?? 0
+        return ReplicaStatus(replicaID: meta.replicaID, volume: meta.volume, size: meta.size, record: meta.record,
+                             dirtyMaps: dirtyMapInfos, allocatedBytes: allocated, reads: reads, writes: writes,
+                             rebuildBytesWritten: rebuildBytesWritten)
+    }
+
+    public func close() async {
+        await data.close()
+    }
+}

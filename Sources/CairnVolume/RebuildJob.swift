@@ -1,0 +1,243 @@
+import CairnIO
+import CairnWire
+import Glibc
+import Logging
+
+/// Brings one replica up to date online (invariant 7). It joins write-only first (it gets every
+/// new write from then on), then the job copies what it lacks from an RW replica: the regions of
+/// that replica's dirty map for it (a delta), or every allocated extent after a wipe (a full
+/// copy that skips holes). Each chunk is copied under the volume's range lock, so no newer write
+/// to those blocks can be overwritten by older data. Paced by the rebuild rate.
+actor RebuildJob {
+    nonisolated let loop: EventLoop
+    nonisolated var unownedExecutor: UnownedSerialExecutor { loop.serialExecutor.asUnownedSerialExecutor() }
+    let volume: Volume
+    let key: Int
+    let target: ReplicaLink
+    let targetID: String
+    let targetRecord: EpochRecord?
+    let logger: Logger
+    var cancelled = false
+
+    init(volume: Volume, key: Int, target: ReplicaLink, targetID: String, targetRecord: EpochRecord?, logger: Logger) {
+        self.volume = volume
+        self.loop = volume.loop
+        self.key = key
+        self.target = target
+        self.targetID = targetID
+        self.targetRecord = targetRecord
+        var l = logger
+        l[metadataKey: "rebuild"] = "\(targetID)"
+        self.logger = l
+    }
+
+    nonisolated func cancel() {
+        loop.spawn { await self.setCancelled() }
+    }
+
+    private func setCancelled() { cancelled = true }
+
+    func run() async {
+        do {
+            try await copy()
+        } catch {
+            logger.warning("rebuild ended: \(error)")
+            await volume.rebuildEnded(key, job: self, error: "\(error)")
+            return
+        }
+    }
+
+    private func copy() async throws(RebuildError) {
+        let config = volume.config
+        guard let (sourceKey, source, epoch) = await volume.rebuildSource() else {
+            throw .noSource
+        }
+        // Delta if an RW replica kept a dirty map for exactly the record this one last held.
+        var delta = false
+        if let rec = targetRecord, rec.members.contains(targetID) {
+            delta = try await dirtyExtents(source, rec, epoch) != nil
+        }
+        if !delta {
+            let (st, _) = await target.request(.wipe, epoch: epoch)
+            guard st == .ok else { throw .target("wipe: \(st)") }
+        }
+        try checkCancelled()
+        // From here on the target receives every new write; what it lacks is fixed from now.
+        guard await volume.setWriteOnly(key, job: self) else { throw .cancelled }
+        let extents: [Extent]
+        if delta, let rec = targetRecord, let d = try await dirtyExtents(source, rec, epoch) {
+            extents = d
+        } else {
+            if delta { throw .source("the dirty map went away") }
+            let (st, bytes) = await source.request(.allocatedExtents, epoch: epoch, offset: 0, extent: config.size)
+            guard st == .ok, let list = try? WireJSON.decode(ExtentList.self, bytes) else { throw .source("allocated extents: \(st)") }
+            extents = list.extents
+        }
+        let total = extents.reduce(0) { $0 + $1.length }
+        var progress = RebuildProgress(kind: delta ? "delta" : "full", source: source.description, totalBytes: total,
+                                       copiedBytes: 0, startedAt: Double(monotonicNanos()) / 1e9, finished: false)
+        await volume.rebuildProgress(key, progress)
+        logger.notice("\(progress.kind) rebuild from \(source): \(extents.count) extents, \(total) bytes")
+
+        let rate = max(UInt64(1), config.rebuildBytesPerSecond)
+        let t0 = monotonicNanos()
+        let bs = UInt64(config.blockSize)
+        let chunk = UInt64(config.rebuildChunkBytes)
+        let pool = loop.buffers
+        for e in extents {
+            var off = e.offset
+            while off < e.end {
+                try checkCancelled()
+                let len = min(chunk, e.end - off)
+                // Pace: chunk n may start only once the bytes before it fit the rate.
+                let due = t0 &+ progress.copiedBytes * 1_000_000_000 / rate
+                let now = monotonicNanos()
+                if due > now { await loop.sleep(nanoseconds: due - now) }
+                let lock = await volume.lockRange(lba: off / bs, count: (len + bs - 1) / bs)
+                let buf = pool.take(Int(len))
+                let rs = await source.read(offset: off, into: buf, epoch: epoch, rebuild: true)
+                var ws = WireStatus.ok
+                if rs == .ok {
+                    (ws, _) = await target.request(.write, epoch: epoch, offset: off, extent: len, flags: [.rebuild], data: buf)
+                }
+                pool.give(buf)
+                await volume.unlockRange(lock)
+                guard rs == .ok else {
+                    await volume.sourceFailed(sourceKey, "rebuild read failed: \(rs)")
+                    throw .source("read: \(rs)")
+                }
+                guard ws == .ok else { throw .target("write: \(ws)") }
+                progress.copiedBytes += len
+                off += len
+                await volume.rebuildProgress(key, progress, copied: len)
+            }
+        }
+        let (fs, _) = await target.request(.flush, epoch: epoch)
+        guard fs == .ok else { throw .target("flush: \(fs)") }
+        try checkCancelled()
+        progress.finished = true
+        await volume.rebuildProgress(key, progress)
+        let secs = Double(monotonicNanos() &- t0) / 1e9
+        logger.notice("copied \(progress.copiedBytes) bytes in \((secs * 100).rounded() / 100) s; switching to RW")
+        guard await volume.promote(key, job: self, source: source) else { throw .cancelled }
+    }
+
+    private func dirtyExtents(_ source: ReplicaLink, _ rec: EpochRecord, _ epoch: UInt64) async throws(RebuildError) -> [Extent]? {
+        let (st, bytes) = await source.request(.dirtyExtents, epoch: epoch,
+                                               control: WireJSON.encode(DirtyQuery(member: targetID, base: rec)))
+        guard st == .ok, let list = try? WireJSON.decode(ExtentList.self, bytes) else { throw .source("dirty extents: \(st)") }
+        return list.found ? list.extents : nil
+    }
+
+    private func checkCancelled() throws(RebuildError) {
+        if cancelled || !target.isUp { throw .cancelled }
+    }
+}
+
+enum RebuildError: Error, CustomStringConvertible {
+    case noSource
+    case source(String)
+    case target(String)
+    case cancelled
+
+    var description: String {
+        switch self {
+        case .noSource: return "no RW replica to copy from"
+        case .source(let s): return "source: \(s)"
+        case .target(let s): return "target: \(s)"
+        case .cancelled: return "cancelled"
+        }
+    }
+}
+
+extension Volume {
+    func startRebuild(_ m: Member) {
+        guard decided, !stopping, m.mode == .err, m.rebuildJob == nil, let link = m.link, link.isUp, let id = m.id else { return }
+        let job = RebuildJob(volume: self, key: m.key, target: link, targetID: id, targetRecord: m.persisted, logger: logger)
+        m.rebuildJob = job
+        loop.spawn { await job.run() }
+    }
+
+    /// The least loaded RW replica, its link and the epoch to use.
+    func rebuildSource() -> (Int, ReplicaLink, UInt64)? {
+        guard let m = rwMembers.min(by: { $0.link!.outstanding < $1.link!.outstanding }) else { return nil }
+        return (m.key, m.link!, writeEpoch)
+    }
+
+    func setWriteOnly(_ key: Int, job: RebuildJob) -> Bool {
+        guard let m = member(key), m.rebuildJob === job, m.isUp, m.mode == .err else { return false }
+        m.mode = .wo
+        return true
+    }
+
+    func rebuildProgress(_ key: Int, _ p: RebuildProgress, copied: UInt64 = 0) {
+        counters.rebuildBytes += copied
+        member(key)?.rebuild = p
+    }
+
+    func sourceFailed(_ key: Int, _ why: String) async {
+        if let m = member(key) { await eject(m, why) }
+    }
+
+    func rebuildEnded(_ key: Int, job: RebuildJob, error: String) async {
+        guard let m = member(key), m.rebuildJob === job else { return }
+        m.rebuildJob = nil
+        m.lastError = "rebuild: \(error)"
+        if m.mode == .wo { m.mode = .err }
+        // Try again while the replica stays connected (a new source, or after the volume regains one).
+        guard !stopping else { return }
+        loop.spawn {
+            await self.loop.sleep(nanoseconds: 1_000_000_000)
+            await self.retryRebuild(key)
+        }
+    }
+
+    func retryRebuild(_ key: Int) {
+        guard let m = member(key), m.mode == .err, m.rebuildJob == nil else { return }
+        startRebuild(m)
+    }
+
+    /// Turns a caught-up replica RW: new writes wait (the gate) and those in flight drain, the
+    /// target inherits the source's dirty maps for absent members, and a new epoch with it as a
+    /// member is persisted on all. The pause is measured and reported.
+    func promote(_ key: Int, job: RebuildJob, source: ReplicaLink) async -> Bool {
+        guard let m = member(key), m.rebuildJob === job, m.mode == .wo, m.isUp, let id = m.id else { return false }
+        let t0 = monotonicNanos()
+        gateClosed = true
+        defer { openGate() }
+        await waitForDrain()
+        guard m.mode == .wo, m.isUp else { return false }
+        // The maps the source keeps for other absent members, so the new member's are complete.
+        var inherit: [TrackRequest] = []
+        let (st, bytes) = await source.request(.status, epoch: writeEpoch)
+        if st == .ok, let s = try? WireJSON.decode(ReplicaStatus.self, bytes) {
+            for map in s.dirtyMaps where map.member != id {
+                let (ds, db) = await source.request(.dirtyExtents, epoch: writeEpoch,
+                                                    control: WireJSON.encode(DirtyQuery(member: map.member, base: map.base)))
+                if ds == .ok, let list = try? WireJSON.decode(ExtentList.self, db), list.found {
+                    inherit.append(TrackRequest(member: map.member, base: map.base, initialExtents: list.extents))
+                }
+            }
+        } else {
+            return false
+        }
+        let healthy = rwMembers
+        guard let current = issued ?? record else { return false }
+        let ids = (healthy.compactMap(\.id) + [id]).sorted()
+        let next = EpochRecord(epoch: current.epoch + 1, membershipID: Self.randomID(), members: ids)
+        var updates = healthy.map { ($0, MembershipUpdate(record: next, stopTracking: [id])) }
+        updates.append((m, MembershipUpdate(record: next, startTracking: inherit, dropAllMaps: true)))
+        m.mode = .rw
+        let ok = await change(next, updates)
+        let pause = monotonicNanos() &- t0
+        counters.lastSwitchPauseNanos = pause
+        counters.longestSwitchPauseNanos = max(counters.longestSwitchPauseNanos, pause)
+        guard m.mode == .rw, m.persisted.map({ $0.same(as: next) }) == true else { return false }
+        m.rebuildJob = nil
+        m.lastError = nil
+        counters.rebuildsCompleted += 1
+        logger.notice("replica \(id) is RW at \(next); writes paused \(pause / 1000) µs for the switch")
+        _ = ok
+        return true
+    }
+}

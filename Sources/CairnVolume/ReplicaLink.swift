@@ -1,0 +1,256 @@
+import CairnIO
+import CairnWire
+import Glibc
+import Logging
+
+/// The controller's connection to one replica: a handshake, then pipelined requests keyed by
+/// sequence id with many in flight. Requests are queued synchronously by the volume (no suspension
+/// per replica on the write path) and batched into one writev per loop turn by the link's writer
+/// task; a reader task matches replies to requests; a watchdog fails the link when the oldest
+/// request has waited longer than the replica timeout, or when an idle replica stops answering
+/// pings. A failed link never comes back: the volume makes a new one for a reconnect.
+///
+/// Loop-confined, like a SwiftNIO channel handler: every method runs on `loop` (asserted). It
+/// crosses tasks only as a handle, which is why it may be `@unchecked Sendable`.
+final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
+    enum Completion {
+        case fan(FanOut, Int)
+        case read(IOBuffer, UnsafeContinuation<WireStatus, Never>)
+        case control(UnsafeContinuation<(WireStatus, [UInt8]), Never>)
+        case none
+    }
+
+    struct Pending {
+        var opcode: WireOpcode
+        var sentAt: UInt64
+        var completion: Completion
+    }
+
+    let loop: EventLoop
+    let address: ReplicaAddress
+    let timeout: UInt64
+    var logger: Logger
+    private(set) var hello: HelloReply?
+    var replicaID: String { hello?.replicaID ?? "?" }
+    private var socket: TCPConnection?
+    private var reader: FrameReader?
+    private var writer: FrameWriter?
+    private var pending: [UInt64: Pending] = [:]
+    private var nextSeq: UInt64 = 1
+    private(set) var failedReason: String?
+    private var lastReply: UInt64 = 0
+    /// Told once, on the loop, when the link fails after its handshake.
+    var onDown: ((ReplicaLink, String) -> Void)?
+
+    var isUp: Bool { socket != nil && failedReason == nil }
+    var outstanding: Int { pending.count }
+    var description: String { "\(replicaID)@\(address)" }
+
+    init(loop: EventLoop, address: ReplicaAddress, timeout: UInt64, logger: Logger) {
+        self.loop = loop
+        self.address = address
+        self.timeout = timeout
+        var l = logger
+        l[metadataKey: "replica"] = "\(address)"
+        self.logger = l
+        pending.reserveCapacity(256)
+    }
+
+    /// Connects and shakes hands; on success the reader, writer and watchdog tasks run.
+    func connect(_ h: Hello) async throws(LinkError) -> HelloReply {
+        loop.assertInLoop()
+        let s: TCPConnection
+        do {
+            s = try await TCPConnection.connect(loop: loop, host: address.host, port: address.port, timeoutNanos: timeout)
+        } catch {
+            throw .connect("\(error)")
+        }
+        let r = FrameReader(socket: s)
+        let w = FrameWriter(socket: s)
+        socket = s
+        reader = r
+        writer = w
+        loop.spawn { await w.run() }
+        w.enqueue(OutFrame(WireHeader(opcode: .hello, seq: 0, epoch: h.epoch), control: WireJSON.encode(h)))
+        // The handshake has its own deadline: a replica that accepts but never answers must not
+        // hold the volume's start-up.
+        let deadline = timeout
+        loop.spawn { [weak self] in
+            await self?.loop.sleep(nanoseconds: deadline)
+            if let self, self.hello == nil, self.failedReason == nil { self.fail("no handshake reply within the timeout") }
+        }
+        do {
+            let header = try await r.readHeader()
+            guard header.opcode == .hello, header.isReply else { throw WireError.badMessage("expected a hello reply") }
+            guard header.wireStatus == .ok else { throw WireError.badMessage("replica refused the handshake: \(header.wireStatus)") }
+            let reply = try WireJSON.decode(HelloReply.self, try await r.readControl(header))
+            hello = reply
+            logger[metadataKey: "replica"] = "\(reply.replicaID)@\(address)"
+        } catch {
+            let why = failedReason ?? "\(error)"
+            fail(why)
+            throw .handshake(why)
+        }
+        lastReply = monotonicNanos()
+        loop.spawn { await self.readLoop(r) }
+        loop.spawn { await self.watchdog() }
+        return hello!
+    }
+
+    // MARK: - Sending
+
+    private func enqueue(_ frame: OutFrame, _ completion: Completion) -> Bool {
+        guard let w = writer, failedReason == nil else { return false }
+        var f = frame
+        let seq = nextSeq
+        nextSeq &+= 1
+        f.header.seq = seq
+        pending[seq] = Pending(opcode: f.header.opcode, sentAt: monotonicNanos(), completion: completion)
+        w.enqueue(f)
+        return true
+    }
+
+    /// Sends a write (or unmap) whose reply completes `slot` of `fan`.
+    func send(_ frame: OutFrame, fan: FanOut, slot: Int) {
+        loop.assertInLoop()
+        if !enqueue(frame, .fan(fan, slot)) { fan.complete(slot, .unavailable) }
+    }
+
+    /// Reads `buffer.count` bytes at `offset` straight into `buffer`.
+    func read(offset: UInt64, into buffer: IOBuffer, epoch: UInt64, rebuild: Bool = false) async -> WireStatus {
+        loop.assertInLoop()
+        let h = WireHeader(opcode: .read, flags: rebuild ? [.rebuild] : [], seq: 0, epoch: epoch, offset: offset,
+                           extent: UInt64(buffer.count))
+        return await withUnsafeContinuation { (c: UnsafeContinuation<WireStatus, Never>) in
+            if !enqueue(OutFrame(h), .read(buffer, c)) { c.resume(returning: .unavailable) }
+        }
+    }
+
+    /// A request whose reply is a status and maybe a control payload.
+    func request(_ opcode: WireOpcode, epoch: UInt64, offset: UInt64 = 0, extent: UInt64 = 0,
+                 flags: WireFlags = [], control: [UInt8]? = nil, data: IOBuffer? = nil) async -> (WireStatus, [UInt8]) {
+        loop.assertInLoop()
+        let h = WireHeader(opcode: opcode, flags: flags, seq: 0, epoch: epoch, offset: offset, extent: extent)
+        let frame: OutFrame
+        if let control {
+            frame = OutFrame(h, control: control)
+        } else if let data {
+            frame = OutFrame(h, data: data, crc: wireChecksum(data.base, data.count), release: false)
+        } else {
+            frame = OutFrame(h)
+        }
+        return await withUnsafeContinuation { (c: UnsafeContinuation<(WireStatus, [UInt8]), Never>) in
+            if !enqueue(frame, .control(c)) { c.resume(returning: (.unavailable, [])) }
+        }
+    }
+
+    // MARK: - Receiving
+
+    private func readLoop(_ r: FrameReader) async {
+        do {
+            while failedReason == nil {
+                let h = try await r.readHeader()
+                guard h.isReply else { throw WireError.badMessage("request frame from a replica") }
+                guard let p = pending.removeValue(forKey: h.seq) else {
+                    throw WireError.badMessage("reply for unknown request \(h.seq)")
+                }
+                lastReply = monotonicNanos()
+                let status = h.wireStatus
+                switch p.completion {
+                case .fan(let f, let slot):
+                    try await r.skip(Int(h.payloadLength))
+                    f.complete(slot, status)
+                case .read(let buf, let c):
+                    if status == .ok {
+                        guard Int(h.payloadLength) == buf.count else {
+                            c.resume(returning: .badRequest)
+                            throw WireError.badMessage("read reply of \(h.payloadLength) bytes for \(buf.count)")
+                        }
+                        do { try await r.readPayload(into: buf.base, buf.count, crc: h.payloadCRC) } catch {
+                            c.resume(returning: .ioError)
+                            throw error
+                        }
+                    } else {
+                        try await r.skip(Int(h.payloadLength))
+                    }
+                    c.resume(returning: status)
+                case .control(let c):
+                    let bytes: [UInt8]
+                    do { bytes = try await r.readControl(h) } catch {
+                        c.resume(returning: (.ioError, []))
+                        throw error
+                    }
+                    c.resume(returning: (status, bytes))
+                case .none:
+                    try await r.skip(Int(h.payloadLength))
+                }
+            }
+        } catch {
+            fail((error as? WireError) == .closed ? "connection closed by the replica" : "\(error)")
+        }
+        r.release()
+    }
+
+    /// Fails the link when a request waits too long, and pings an idle replica so a hang is
+    /// noticed without traffic.
+    private func watchdog() async {
+        let tick = max(20_000_000, timeout / 8)
+        while failedReason == nil {
+            await loop.sleep(nanoseconds: tick)
+            guard failedReason == nil else { return }
+            let now = monotonicNanos()
+            var oldest = UInt64.max
+            for p in pending.values where p.sentAt < oldest { oldest = p.sentAt }
+            if oldest != .max && now &- oldest > timeout {
+                fail("no reply within \(timeout / 1_000_000) ms")
+                return
+            }
+            if pending.isEmpty && now &- lastReply > timeout / 2 {
+                _ = enqueue(OutFrame(WireHeader(opcode: .ping, seq: 0)), .none)
+            }
+        }
+    }
+
+    /// Ends the link: the socket is shut at once (no later byte of any buffer leaves), every
+    /// pending request completes as unavailable, and the volume is told.
+    func fail(_ reason: String) {
+        loop.assertInLoop()
+        guard failedReason == nil else { return }
+        failedReason = reason
+        if hello != nil { logger.warning("replica link down: \(reason)") }
+        socket?.shutdown()
+        writer?.close()
+        let all = pending
+        pending = [:]
+        for (_, p) in all.sorted(by: { $0.key < $1.key }) {
+            switch p.completion {
+            case .fan(let f, let slot): f.complete(slot, .unavailable)
+            case .read(_, let c): c.resume(returning: .unavailable)
+            case .control(let c): c.resume(returning: (.unavailable, []))
+            case .none: break
+            }
+        }
+        if hello != nil, let cb = onDown {
+            onDown = nil
+            cb(self, reason)
+        }
+        socket?.close()
+    }
+
+    /// Closes a link the volume no longer wants (removal, shutdown).
+    func close() {
+        fail("closed by the controller")
+    }
+}
+
+enum LinkError: Error, CustomStringConvertible {
+    case connect(String)
+    case handshake(String)
+
+    var description: String {
+        switch self {
+        case .connect(let s): return "connect: \(s)"
+        case .handshake(let s): return "handshake: \(s)"
+        }
+    }
+}

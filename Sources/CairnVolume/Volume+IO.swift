@@ -1,0 +1,137 @@
+import CairnBlock
+import CairnIO
+import CairnWire
+import Glibc
+
+extension Volume {
+    var writeEpoch: UInt64 { issued?.epoch ?? 0 }
+
+    func checkWritable() throws(BlockStoreError) {
+        guard decided else { throw .unavailable("volume offline: the newest data is not reachable yet") }
+        let rw = rwMembers.count
+        guard rw >= config.minHealthy else {
+            throw .unavailable("read-only: \(rw) healthy replica(s), \(config.minHealthy) needed for writes")
+        }
+    }
+
+    /// Writes to every replica in the set (RW and rebuilding), overlapping writes one at a time
+    /// so all replicas apply them in one order (invariant 2). Acknowledged once every RW replica
+    /// has it or was ejected, and a quorum still holds (invariants 1 and 5).
+    func write(lba: UInt64, count: Int, from buffer: IOBuffer, fua: Bool) async throws(BlockStoreError) {
+        let t0 = monotonicNanos()
+        await waitForGate()
+        try checkWritable()
+        let lock = await lockRange(lba: lba, count: UInt64(count))
+        let length = count * config.blockSize
+        let data = IOBuffer(base: buffer.base, count: length)
+        let frame = OutFrame(WireHeader(opcode: .write, flags: fua ? [.fua] : [], seq: 0, epoch: writeEpoch,
+                                        offset: lba * bs, extent: UInt64(length)),
+                             data: data, crc: wireChecksum(data.base, length), release: false)
+        try await fanOut(frame, lock: lock, what: "write")
+        counters.writes += 1
+        counters.writeBlocks += UInt64(count)
+        let dt = monotonicNanos() &- t0
+        counters.writeNanos &+= dt
+        counters.writeLatency.record(nanos: dt)
+    }
+
+    func unmap(lba: UInt64, count: UInt64) async throws(BlockStoreError) {
+        await waitForGate()
+        try checkWritable()
+        let lock = await lockRange(lba: lba, count: count)
+        let frame = OutFrame(WireHeader(opcode: .unmap, seq: 0, epoch: writeEpoch, offset: lba * bs, extent: count * bs))
+        try await fanOut(frame, lock: lock, what: "unmap")
+    }
+
+    /// Sends `frame` to every replica receiving writes, waits for all, ejects the ones that
+    /// failed, and releases `lock` only then (the ejection records the writes in flight).
+    private func fanOut(_ frame: OutFrame, lock: UInt64, what: String) async throws(BlockStoreError) {
+        let targets = members.filter { ($0.mode == .rw || $0.mode == .wo) && $0.isUp }
+        let f = FanOut(count: targets.count)
+        for (i, m) in targets.enumerated() { m.link!.send(frame, fan: f, slot: i) }
+        await f.wait()
+        var noSpace = false
+        for (i, m) in targets.enumerated() where f.results[i] != .ok {
+            if f.results[i] == .noSpace { noSpace = true }
+            await eject(m, "\(what) failed: \(f.results[i].map { "\($0)" } ?? "?")")
+        }
+        await settled()
+        unlockRange(lock)
+        let rw = rwMembers.count
+        guard rw >= config.minHealthy else {
+            if noSpace && rw == 0 { throw .noSpace }
+            throw .unavailable("\(what) not acknowledged: \(rw) healthy replica(s), \(config.minHealthy) needed")
+        }
+    }
+
+    /// Reads from the least loaded RW replica; on error, ejects it and tries the next.
+    func read(lba: UInt64, count: Int, into buffer: IOBuffer) async throws(BlockStoreError) {
+        let t0 = monotonicNanos()
+        guard decided else { throw .unavailable("volume offline: the newest data is not reachable yet") }
+        let length = count * config.blockSize
+        let dst = IOBuffer(base: buffer.base, count: length)
+        while true {
+            var best: Member?
+            for m in members where m.mode == .rw && m.isUp {
+                if best == nil || m.link!.outstanding < best!.link!.outstanding { best = m }
+            }
+            guard let m = best else { throw .unavailable("no healthy replica to read from") }
+            let st = await m.link!.read(offset: lba * bs, into: dst, epoch: writeEpoch)
+            if st == .ok {
+                counters.reads += 1
+                counters.readBlocks += UInt64(count)
+                let dt = monotonicNanos() &- t0
+                counters.readNanos &+= dt
+                counters.readLatency.record(nanos: dt)
+                return
+            }
+            if st == .badRequest { throw .medium(read: true, "replica refused the read") }
+            await eject(m, "read failed: \(st)")
+        }
+    }
+
+    /// Makes every completed write durable on every RW replica.
+    func flush() async throws(BlockStoreError) {
+        guard decided else { throw .unavailable("volume offline") }
+        let targets = rwMembers
+        let f = FanOut(count: targets.count)
+        let frame = OutFrame(WireHeader(opcode: .flush, seq: 0, epoch: writeEpoch))
+        for (i, m) in targets.enumerated() { m.link!.send(frame, fan: f, slot: i) }
+        await f.wait()
+        for (i, m) in targets.enumerated() where f.results[i] != .ok {
+            await eject(m, "flush failed: \(f.results[i].map { "\($0)" } ?? "?")")
+        }
+        await settled()
+        guard !rwMembers.isEmpty else { throw .unavailable("no healthy replica") }
+    }
+
+    /// Provisioning state at `lba`, from one RW replica's allocated extents.
+    func allocation(at lba: UInt64) async throws(BlockStoreError) -> (mapped: Bool, count: UInt64) {
+        guard decided, let m = rwMembers.min(by: { $0.link!.outstanding < $1.link!.outstanding }) else {
+            throw .unavailable("no healthy replica")
+        }
+        let blocks = config.size / bs
+        let window = min(blocks - lba, (1 << 30) / bs)
+        let (st, bytes) = await m.link!.request(.allocatedExtents, epoch: writeEpoch, offset: lba * bs, extent: window * bs)
+        guard st == .ok, let list = try? WireJSON.decode(ExtentList.self, bytes) else {
+            throw .medium(read: true, "allocation query failed: \(st)")
+        }
+        let off = lba * bs
+        guard let first = list.extents.first else { return (false, window) }
+        if first.offset <= off { return (true, max(1, (first.end - off) / bs)) }
+        return (false, max(1, (first.offset - off) / bs))
+    }
+
+    // MARK: - Status
+
+    public func snapshot() -> VolumeSnapshot {
+        let replicas = members.map { m in
+            ReplicaInfo(address: "\(m.address)", id: m.id, mode: m.mode, connected: m.isUp, lastError: m.lastError,
+                        rebuild: m.rebuild, outstanding: m.link?.outstanding ?? 0)
+        }
+        return VolumeSnapshot(name: config.name, size: config.size, blockSize: config.blockSize, state: state,
+                              epoch: record?.epoch ?? 0, members: record?.members ?? [], minHealthy: config.minHealthy,
+                              replicas: replicas, counters: counters,
+                              uptimeSeconds: Double(monotonicNanos() &- startedAt) / 1e9)
+    }
+}

@@ -1,0 +1,58 @@
+import ArgumentParser
+import CairnIO
+import CairnReplica
+import Glibc
+import Logging
+
+struct ReplicaCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replica",
+        abstract: "Keep one copy of a volume's data in a directory and serve it to the volume's controller."
+    )
+
+    @Option(help: "Directory that holds this replica's data and metadata (created if missing).")
+    var dir: String
+
+    @Option(help: "HOST:PORT to listen on for the controller (port 0 picks one).")
+    var listen: HostPort
+
+    @Option(help: "Volume size, e.g. 1GiB: required on first start; later starts refuse another size.")
+    var size: ByteSize?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        if let s = size, s.bytes == 0 || s.bytes % 4096 != 0 { throw ValidationError("--size must be a positive multiple of 4 KiB") }
+    }
+
+    func run() async throws {
+        _ = bootstrapLogging(logLevel)
+        var logger = Logger(label: "cairn.replica")
+        logger[metadataKey: "dir"] = "\(dir)"
+        let loop = try EventLoop(name: "cairn-replica", logger: logger)
+        loop.start()
+        let store: ReplicaStore
+        do {
+            store = try ReplicaStore(directory: dir, size: size?.bytes, loop: loop, logger: logger)
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(2)
+        }
+        let server = ReplicaServer(loop: loop, store: store, logger: logger)
+        let (host, want) = (listen.host, listen.port)
+        let port = try await loop.run { try await server.start(host: host, port: want) }
+        let hp = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        print("cairn: replica \(store.replicaID) ready on \(hp) (\(store.size) bytes in \(dir))")
+        fflush(nil)
+        let signo = try await loop.run { try await loop.waitForSignal([SIGINT, SIGTERM]) }
+        logger.notice("signal \(signo): stopping; finishing in-flight requests")
+        try await loop.run {
+            await server.shutdown()
+            await store.close()
+        }
+        loop.stopAndJoin()
+        logger.notice("stopped")
+    }
+}
