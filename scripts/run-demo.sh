@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# A demo volume on this machine: `cairn controller` serving data/demo.img (1 GiB)
-# on 127.0.0.1:3260, in the foreground until Ctrl-C.  Prints the iSCSI URL and
-# client commands to paste into another terminal.
-# (Today: one controller over a local file.  Later: 3 replicas + the controller.)
+# The embedded default: a 1 GiB volume replicated three ways on this machine.
+# Three `cairn replica` processes keep their data under data/NAME/r1..r3 in the
+# checkout; one `cairn controller` serves the volume on 127.0.0.1:3260 (and its
+# HTTP API on 127.0.0.1:9500 when this build has one).  Prints the iSCSI URL,
+# the API URL and client commands, runs until Ctrl-C, then stops everything it
+# started (by pid).
 #
-# Environment: CAIRN_BIN (default .build/release/cairn), DEMO_NAME=demo,
-#   DEMO_SIZE=1GiB, DEMO_PORT=3260, DEMO_DIR=data (in the checkout),
+# Environment: CAIRN_BIN (default: the newer of .build/{release,debug}/cairn),
+#   DEMO_NAME=demo, DEMO_SIZE=1GiB, DEMO_PORT=3260, DEMO_API_PORT=9500,
+#   DEMO_REPLICA_PORTS="3270 3271 3272", DEMO_DIR=data (in the checkout),
 #   DEMO_LOG_LEVEL=info
 set -euo pipefail
 
@@ -17,40 +20,74 @@ LOG_TAG=run
 NAME=${DEMO_NAME:-demo}
 SIZE=${DEMO_SIZE:-1GiB}
 PORT=${DEMO_PORT:-3260}
-DIR=${DEMO_DIR:-$ROOT/data}
+API_PORT=${DEMO_API_PORT:-9500}
+read -r -a RPORTS <<<"${DEMO_REPLICA_PORTS:-3270 3271 3272}"
+DIR=${DEMO_DIR:-$ROOT/data}/$NAME
+LEVEL=${DEMO_LOG_LEVEL:-info}
 BIN=$(cairn_bin)
 IQN=iqn.2026-11.io.cairn:$NAME
 URL=iscsi://127.0.0.1:$PORT/$IQN/0
 
-if listening "$PORT"; then
-    _log "something already listens on port $PORT:"; ss -ltnp "sport = :$PORT" >&2 || true
-    _log "stop it, or pick another port: DEMO_PORT=3261 make run"
-    exit 1
-fi
+for p in "$PORT" "${RPORTS[@]}"; do
+    if listening "$p"; then
+        _log "something already listens on port $p:"; ss -ltnp "sport = :$p" >&2 || true
+        _log "stop it, or pick other ports: DEMO_PORT=3261 DEMO_REPLICA_PORTS='3280 3281 3282' make run"
+        exit 1
+    fi
+done
 mkdir -p "$DIR"
+
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do stop_pid "$pid" 15 || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+replica_args=()
+for i in "${!RPORTS[@]}"; do
+    n=$((i + 1)) p=${RPORTS[$i]}
+    "$BIN" replica --dir "$DIR/r$n" --listen "127.0.0.1:$p" --size "$SIZE" --log-level "$LEVEL" \
+        </dev/null >>"$DIR/r$n.log" 2>&1 &
+    PIDS+=($!)
+    replica_args+=(--replica "127.0.0.1:$p")
+done
+for p in "${RPORTS[@]}"; do
+    wait_listen "$p" 30 || { _log "replica on port $p did not start; see $DIR/r*.log"; exit 1; }
+done
+
+api_args=() api_line="(this build has no HTTP API)"
+if "$BIN" controller --help 2>&1 | grep -q -- '--api'; then
+    api_args=(--api "127.0.0.1:$API_PORT")
+    api_line="API: http://127.0.0.1:$API_PORT   (curl -s http://127.0.0.1:$API_PORT/v1/replicas)"
+fi
 
 fio_bin="$ROOT/.cache/fio/fio"
 [ -x "$fio_bin" ] || fio_bin="$ROOT/.cache/fio/fio   # build it first: make fio"
 cat <<EOT
 
-  Cairn demo volume '$NAME' ($SIZE, file $DIR/$NAME.img)
+  Cairn demo volume '$NAME' ($SIZE), 3 replicas under $DIR (ports ${RPORTS[*]})
   iSCSI URL: $URL
+  $api_line
 
   In another terminal:
     iscsi-ls -s iscsi://127.0.0.1:$PORT
     iscsi-inq $URL
-    iscsi-readcapacity16 $URL
     qemu-img info $URL
     qemu-img convert -p -O raw some-disk.img $URL        # write an image onto the volume
     qemu-io -f raw -c 'read -v 0 512' $URL
     FIO_TARGET='${URL//:/\\:}' RUNTIME=20 RAMP=3 \\
-      $fio_bin $ROOT/Perf/fio/randread-4k-qd32.fio
+      $fio_bin $ROOT/Perf/fio/randwrite-4k-qd32.fio
+    kill -9 \$(pgrep -f 'cairn replica --dir $DIR/r2')   # lose a replica; restart it with:
+    $BIN replica --dir $DIR/r2 --listen 127.0.0.1:${RPORTS[1]} &
 
-  Ctrl-C stops the controller.
+  Ctrl-C stops the controller and the replicas.
 
 EOT
 
-# exec: the controller gets Ctrl-C (SIGINT) directly and exits 0 after
-# finishing in-flight I/O; its own "cairn: ready ..." line follows.
-exec "$BIN" controller --name "$NAME" --size "$SIZE" --file "$DIR/$NAME.img" \
-    --portal "127.0.0.1:$PORT" --log-level "${DEMO_LOG_LEVEL:-info}"
+"$BIN" controller --name "$NAME" --size "$SIZE" "${replica_args[@]}" "${api_args[@]}" \
+    --portal "127.0.0.1:$PORT" --log-level "$LEVEL" &
+CPID=$!
+PIDS=("$CPID" "${PIDS[@]}")
+wait "$CPID"

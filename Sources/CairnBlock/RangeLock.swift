@@ -12,13 +12,13 @@ public struct RangeLock: Sendable {
         public var end: UInt64
         public var exclusive: Bool
     }
-    struct Waiter: Sendable {
+    public struct Waiter: Sendable {
         var entry: Entry
         var continuation: CheckedContinuation<Void, Never>
     }
 
     public private(set) var held: [Entry] = []
-    private(set) var waiting: [Waiter] = []
+    public private(set) var waiting: [Waiter] = []
     private var nextID: UInt64 = 1
 
     public init() {}

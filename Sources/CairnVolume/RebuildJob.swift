@@ -112,13 +112,14 @@ actor RebuildJob {
                 await volume.rebuildProgress(key, progress, copied: len)
             }
         }
+        let secs = Double(monotonicNanos() &- t0) / 1e9
         let (fs, _) = await target.request(.flush, epoch: epoch)
         guard fs == .ok else { throw .target("flush: \(fs)") }
         try checkCancelled()
         progress.finished = true
         await volume.rebuildProgress(key, progress)
-        let secs = Double(monotonicNanos() &- t0) / 1e9
-        logger.notice("copied \(progress.copiedBytes) bytes in \((secs * 100).rounded() / 100) s; switching to RW")
+        let rateText = secs > 0 ? "\(UInt64(Double(progress.copiedBytes) / secs)) B/s" : "-"
+        logger.notice("copied \(progress.copiedBytes) bytes in \((secs * 1000).rounded() / 1000) s (\(rateText), limit \(rate) B/s); switching to RW")
         guard await volume.promote(key, job: self, source: source) else { throw .cancelled }
     }
 

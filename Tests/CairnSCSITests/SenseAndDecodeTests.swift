@@ -1,3 +1,4 @@
+import CairnBlock
 import CairnIO
 import Testing
 @testable import CairnSCSI

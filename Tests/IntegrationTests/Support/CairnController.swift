@@ -73,17 +73,20 @@ final class CairnController {
     /// Starts `cairn controller --name NAME --size SIZE --file DIR/NAME.img --portal 127.0.0.1:PORT ARGS...`
     /// and returns once it printed its ready line; throws (after stopping it) if it does not
     /// within `readyTimeout` seconds or exits first.
-    init(name: String = "itest", size: String = "64MiB", arguments: [String] = [],
-         readyTimeout: TimeInterval = 30) throws {
+    /// With `replicas`, the volume is served from those `cairn replica` ports instead of a file;
+    /// `port` reuses a portal (a restarted controller).
+    init(name: String = "itest", size: String = "64MiB", arguments: [String] = [], replicas: [UInt16]? = nil,
+         port: UInt16? = nil, readyTimeout: TimeInterval = 30) throws {
         self.name = name
         self.iqn = "iqn.2026-11.io.cairn:\(name)"
-        self.port = try freeLoopbackPort()
+        self.port = try port ?? freeLoopbackPort()
         self.directory = try Checkout.temporaryDirectory("cairn-itest-\(name)")
         self.imageFile = directory.appendingPathComponent("\(name).img")
         self.logFile = directory.appendingPathComponent("cairn.log")
 
-        let arguments = ["controller", "--name", name, "--size", size, "--file", imageFile.path,
-                         "--portal", "127.0.0.1:\(port)"] + arguments
+        let backing = replicas.map { ports in ports.flatMap { ["--replica", "127.0.0.1:\($0)"] } } ?? ["--file", imageFile.path]
+        let arguments = ["controller", "--name", name, "--size", size] + backing
+            + ["--portal", "127.0.0.1:\(self.port)"] + arguments
         let child = try Subprocess(path: try Self.binary().path, arguments: arguments,
                                    environment: ProcessInfo.processInfo.environment, outputFile: logFile.path)
         process = child
@@ -106,6 +109,13 @@ final class CairnController {
     }
 
     var pid: pid_t { process?.pid ?? 0 }
+
+    /// kill -9, as a crash would.
+    func crash() {
+        guard let p = process else { return }
+        kill(p.pid, SIGKILL)
+        _ = p.wait(timeout: 10)
+    }
     var isRunning: Bool { process?.isRunning ?? false }
     var logText: String { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }
 
