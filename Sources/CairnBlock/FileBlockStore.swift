@@ -106,6 +106,13 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
         return (true, max(1, (dataEnd - off + bs - 1) / bs))
     }
 
+    /// Bytes the file occupies on disk (its allocated blocks), from one fstat.
+    public var allocatedBytes: UInt64 {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return 0 }
+        return UInt64(st.st_blocks) * 512
+    }
+
     nonisolated(nonsending)
     public func close() async {
         try? await flush()

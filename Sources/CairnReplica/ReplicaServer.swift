@@ -181,33 +181,20 @@ actor ReplicaSession {
                 writer.enqueue(OutFrame(h.reply(error)))
                 return
             }
-            begin { () async in
-                do throws(WireStatus) {
-                    try await store.write(offset: h.offset, from: buf, fua: h.flags.contains(.fua), rebuild: rebuild)
-                    writer.enqueue(OutFrame(h.reply(.ok)))
-                } catch {
-                    writer.enqueue(OutFrame(h.reply(error)))
-                }
-                pool.give(buf)
+            answer(h, writer) { () async throws(WireStatus) in
+                defer { pool.give(buf) }
+                try await store.write(offset: h.offset, from: buf, fua: h.flags.contains(.fua), rebuild: rebuild)
             }
         case .flush:
             try await reader.skip(Int(h.payloadLength))
-            begin { () async in
-                do throws(WireStatus) { try await store.flush(); writer.enqueue(OutFrame(h.reply(.ok))) } catch {
-                    writer.enqueue(OutFrame(h.reply(error)))
-                }
-            }
+            answer(h, writer) { () async throws(WireStatus) in try await store.flush() }
         case .unmap:
             try await reader.skip(Int(h.payloadLength))
             do { try await store.admit(offset: h.offset, length: h.extent, epoch: h.epoch, rebuild: false) } catch {
                 writer.enqueue(OutFrame(h.reply(error)))
                 return
             }
-            begin { () async in
-                do throws(WireStatus) { try await store.unmap(offset: h.offset, length: h.extent); writer.enqueue(OutFrame(h.reply(.ok))) } catch {
-                    writer.enqueue(OutFrame(h.reply(error)))
-                }
-            }
+            answer(h, writer) { () async throws(WireStatus) in try await store.unmap(offset: h.offset, length: h.extent) }
         case .setMembership:
             // Served inline, before the next frame is read: writes sent after it are tracked
             // under the new membership, and updates apply in the order they were sent.
@@ -252,6 +239,19 @@ actor ReplicaSession {
         case .hello:
             try await reader.skip(Int(h.payloadLength))
             writer.enqueue(OutFrame(h.reply(.badRequest)))
+        }
+    }
+
+    /// Runs a request whose reply is its status alone as its own task (see `begin`).
+    private func answer(_ h: WireHeader, _ writer: FrameWriter,
+                        _ body: sending @escaping () async throws(WireStatus) -> Void) {
+        begin { () async in
+            do throws(WireStatus) {
+                try await body()
+                writer.enqueue(OutFrame(h.reply(.ok)))
+            } catch {
+                writer.enqueue(OutFrame(h.reply(error)))
+            }
         }
     }
 

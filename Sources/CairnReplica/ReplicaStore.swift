@@ -278,8 +278,10 @@ public actor ReplicaStore {
         return ExtentList(extents: out)
     }
 
-    public func status() async -> ReplicaStatus {
-        let allocated = (try? await allocatedExtents(offset: 0, length: meta.size).totalBytes) ?? 0
+    /// Cheap (one fstat): the controller asks for it while new writes wait for a rebuilt replica
+    /// to turn RW, so it must not walk the file's extents.
+    public func status() -> ReplicaStatus {
+        let allocated = min(data.allocatedBytes, meta.size)
         return ReplicaStatus(replicaID: meta.replicaID, volume: meta.volume, size: meta.size, record: meta.record,
                              dirtyMaps: dirtyMapInfos, allocatedBytes: allocated, reads: reads, writes: writes,
                              rebuildBytesWritten: rebuildBytesWritten)
