@@ -70,7 +70,8 @@ extension SCSITarget {
         return dataIn(d, allocation: alloc)
     }
 
-    /// REQUEST SENSE: a pending unit attention, else NO SENSE, in the format asked for.
+    /// REQUEST SENSE: a pending unit attention, else the unit's not-ready condition (SANITIZE in
+    /// progress, medium ejected), else NO SENSE, in the format asked for.
     func requestSense(_ lu: LogicalUnit, _ c: SCSICommand) throws(SCSIError) -> SCSIResponse {
         let desc = c.cdb[1] & 0x01 != 0
         let alloc = Int(c.cdb[4])
@@ -79,6 +80,8 @@ extension SCSITarget {
             e = .sanitizeInProgress
         } else if let ua = lu.unitAttentions.take(for: c.nexus) {
             e = SCSIError(.unitAttention, ua.asc, ua.ascq)
+        } else if !lu.mediumPresent {
+            e = .mediumNotPresent
         } else {
             e = SCSIError(.noSense, 0, 0)
         }

@@ -81,6 +81,8 @@ extension SCSITarget {
             guard src.inRange(s.srcLBA, s.blocks), dst.inRange(s.dstLBA, s.blocks), src.blockSize == dst.blockSize else {
                 throw SCSIError(.abortedCopy, 0x00, 0x00)
             }
+            // An ejected medium cannot be copied from or to.
+            guard src.mediumPresent, dst.mediumPresent else { throw unreachable }
             if dst.mode.swp { throw .writeProtected }
             try await copyBlocks(from: src, s.srcLBA, to: dst, s.dstLBA, count: s.blocks)
             result.segmentsProcessed &+= 1

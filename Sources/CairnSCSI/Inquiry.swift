@@ -11,7 +11,7 @@ extension SCSITarget {
         let alloc = Int(c.cdb.be(3, 2))
         if !evpd {
             if page != 0 { throw .invalidField(cdbByte: 2) }
-            return dataIn(standardInquiry(present: lu != nil), allocation: alloc)
+            return dataIn(standardInquiry(lu), allocation: alloc)
         }
         guard let lu else { throw .lunNotSupported }
         let d: [UInt8]
@@ -28,11 +28,12 @@ extension SCSITarget {
         return dataIn(d, allocation: alloc)
     }
 
-    func standardInquiry(present: Bool) -> [UInt8] {
+    /// Standard INQUIRY data of `lu`, or of a LUN that does not exist when nil.
+    func standardInquiry(_ lu: LogicalUnit?) -> [UInt8] {
         var d: [UInt8] = []
         d.reserveCapacity(66)
-        d.append(present ? 0x00 : 0x7F)   // qualifier/type: direct-access block device
-        d.append(0x00)                    // not removable
+        d.append(lu != nil ? 0x00 : 0x7F) // qualifier/type: direct-access block device
+        d.append(lu?.removable == true ? 0x80 : 0x00) // RMB
         d.append(0x06)                    // SPC-4
         d.append(0x02 | 0x10)             // response data format 2, HISUP
         d.append(0)                       // additional length, set below

@@ -1,6 +1,19 @@
 import CairnBlock
 import CairnIO
 
+/// How a logical unit presents itself beyond its store's size and block size. The default is a
+/// fixed medium.
+public struct LogicalUnitOptions: Sendable, Equatable {
+    /// RMB=1 in standard INQUIRY, with the removable-medium model of SBC-3: START STOP UNIT with
+    /// LOEJ ejects and loads the medium, PREVENT ALLOW MEDIUM REMOVAL keeps it in, and while it is
+    /// out media-access commands get NOT READY / MEDIUM NOT PRESENT.
+    public var removable = false
+
+    public init(removable: Bool = false) {
+        self.removable = removable
+    }
+}
+
 /// One logical unit and the SPC state that belongs to it. Owned by the `SCSITarget` actor and
 /// touched only on it (it is deliberately not Sendable).
 final class LogicalUnit {
@@ -8,6 +21,8 @@ final class LogicalUnit {
     let store: any BlockStore
     let blockSize: Int
     let blockCount: UInt64
+    /// RMB: the medium can be ejected and loaded (START STOP UNIT LOEJ) and its removal prevented.
+    let removable: Bool
     /// Largest READ/WRITE transfer, in blocks (block limits VPD).
     let maxTransferBlocks: Int
     /// Stable identifiers derived from the volume name (and the LUN).
@@ -22,6 +37,12 @@ final class LogicalUnit {
     var unitAttentions = UnitAttentions()
     /// SANITIZE operations running (commands are refused meanwhile).
     var sanitizing = 0
+    /// Removable medium: loaded (true from power on) or ejected by START STOP UNIT.
+    var mediumPresent = true
+    /// I_T nexuses whose PREVENT ALLOW MEDIUM REMOVAL has PREVENT=01b in effect. Removal is
+    /// prevented while any nexus holds one (SBC-3); each ends with that nexus's ALLOW or its
+    /// loss; a logical unit reset (and so a target reset, warm or cold) ends them all.
+    var preventers: Set<ITNexus> = []
 
     static let maxTransferBytes = 32 << 20
     static let maxWriteSameBlocks: UInt64 = 0x40_0000
@@ -31,11 +52,12 @@ final class LogicalUnit {
     /// GET LBA STATUS returns at most this many descriptors.
     static let maxLBAStatusDescriptors = 512
 
-    init(lun: UInt64, store: any BlockStore, identity: LogicalUnitIdentity) {
+    init(lun: UInt64, store: any BlockStore, identity: LogicalUnitIdentity, options: LogicalUnitOptions = LogicalUnitOptions()) {
         self.lun = lun
         self.store = store
         self.blockSize = store.blockSize
         self.blockCount = store.blockCount
+        self.removable = options.removable
         self.maxTransferBlocks = max(1, LogicalUnit.maxTransferBytes / max(store.blockSize, 1))
         let h1 = fnv1a(identity.volumeName, seed: 0xcbf2_9ce4_8422_2325 ^ lun)
         let h2 = fnv1a(identity.volumeName, seed: 0x9e37_79b9_7f4a_7c15 &+ lun)
