@@ -110,14 +110,18 @@ extension SCSITarget {
         // Offsets below are page offsets minus the 4-byte header.
         d[0] = 0x00                                             // WSNZ=0: zero blocks = to the end
         d[1] = UInt8(LogicalUnit.maxCompareAndWriteBlocks)
-        d.set(2, 1, 2)                                          // optimal granularity
+        // Optimal transfer length granularity: one physical block.
+        let lbppb = UInt64(lu.logicalBlocksPerPhysicalBlock)
+        d.set(2, lbppb, 2)
         d.set(4, UInt64(lu.maxTransferBlocks), 4)
         d.set(8, UInt64(min(lu.maxTransferBlocks, max(1, (1 << 20) / lu.blockSize))), 4)
         d.set(12, UInt64(lu.maxTransferBlocks), 4)              // max prefetch
         if lu.store.supportsUnmap {
             d.set(16, LogicalUnit.maxUnmapBlocks, 4)
             d.set(20, UInt64(LogicalUnit.maxUnmapDescriptors), 4)
-            d.set(24, UInt64(max(1, 4096 / lu.blockSize)), 4)   // optimal unmap granularity
+            // Optimal unmap granularity: a physical block, and at least the 4 KiB in which the
+            // backing file's holes are punched.
+            d.set(24, max(lbppb, UInt64(max(1, 4096 / lu.blockSize))), 4)
             d.set(28, 0x8000_0000, 4)                           // UGAVALID, alignment 0
         }
         d.set(32, LogicalUnit.maxWriteSameBlocks, 8)

@@ -144,7 +144,8 @@ public actor SCSITarget {
     /// large volume does not take the node's disk from every other volume on it.
     let sanitizeBytesPerSecond: UInt64
 
-    /// `options` applies to every unit (removable medium).
+    /// `options` applies to every unit (removable medium, physical block size); it must pass
+    /// `LogicalUnitOptions.validate` for each store's block size.
     public init(loop: EventLoop, identity: LogicalUnitIdentity, luns: [UInt64: any BlockStore], logger: Logger,
                 sanitizeBytesPerSecond: UInt64 = 64 << 20, options: LogicalUnitOptions = LogicalUnitOptions()) {
         self.loop = loop
