@@ -83,7 +83,7 @@ extension SCSITarget {
             }
             // An ejected medium cannot be copied from or to.
             guard src.mediumPresent, dst.mediumPresent else { throw unreachable }
-            if dst.mode.swp { throw .writeProtected }
+            if dst.writeProtected { throw .writeProtected }
             try await copyBlocks(from: src, s.srcLBA, to: dst, s.dstLBA, count: s.blocks)
             result.segmentsProcessed &+= 1
             result.bytes &+= s.blocks &* UInt64(src.blockSize)

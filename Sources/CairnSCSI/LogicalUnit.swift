@@ -2,19 +2,23 @@ import CairnBlock
 import CairnIO
 
 /// How a logical unit presents itself beyond its store's size and block size. The defaults are
-/// a fixed medium with one logical block per physical block.
+/// a fixed, writable medium with one logical block per physical block.
 public struct LogicalUnitOptions: Sendable, Equatable {
     /// RMB=1 in standard INQUIRY, with the removable-medium model of SBC-3: START STOP UNIT with
     /// LOEJ ejects and loads the medium, PREVENT ALLOW MEDIUM REMOVAL keeps it in, and while it is
     /// out media-access commands get NOT READY / MEDIUM NOT PRESENT.
     public var removable = false
+    /// The medium is write-protected: every command that would change it gets DATA PROTECT /
+    /// WRITE PROTECTED, and MODE SENSE reports WP=1.
+    public var readOnly = false
     /// Bytes per physical block, reported as LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT in READ
     /// CAPACITY(16); nil means the logical block size (exponent 0). Must be a power-of-two
     /// multiple of the logical block size, at most 2^15 logical blocks (see `validate`).
     public var physicalBlockSize: Int?
 
-    public init(removable: Bool = false, physicalBlockSize: Int? = nil) {
+    public init(removable: Bool = false, readOnly: Bool = false, physicalBlockSize: Int? = nil) {
         self.removable = removable
+        self.readOnly = readOnly
         self.physicalBlockSize = physicalBlockSize
     }
 
@@ -46,6 +50,8 @@ final class LogicalUnit {
     let blockCount: UInt64
     /// RMB: the medium can be ejected and loaded (START STOP UNIT LOEJ) and its removal prevented.
     let removable: Bool
+    /// Write-protected medium (`--read-only`).
+    let readOnly: Bool
     /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (READ CAPACITY(16)).
     let physicalBlockExponent: UInt8
     var logicalBlocksPerPhysicalBlock: Int { 1 << Int(physicalBlockExponent) }
@@ -70,6 +76,11 @@ final class LogicalUnit {
     /// loss; a logical unit reset (and so a target reset, warm or cold) ends them all.
     var preventers: Set<ITNexus> = []
 
+    /// Commands that would change the medium are refused: `--read-only`, or SWP set in the
+    /// control mode page.
+    @inline(__always)
+    var writeProtected: Bool { readOnly || mode.swp }
+
     static let maxTransferBytes = 32 << 20
     static let maxWriteSameBlocks: UInt64 = 0x40_0000
     static let maxUnmapBlocks: UInt64 = 0x10_0000  // libiscsi finds more than 1 Mi blocks "insane"
@@ -84,6 +95,7 @@ final class LogicalUnit {
         self.blockSize = store.blockSize
         self.blockCount = store.blockCount
         self.removable = options.removable
+        self.readOnly = options.readOnly
         if let p = options.physicalBlockSize {
             guard let e = LogicalUnitOptions.physicalBlockExponent(p, logicalBlockSize: store.blockSize) else {
                 preconditionFailure(options.validate(logicalBlockSize: store.blockSize) ?? "bad physical block size")

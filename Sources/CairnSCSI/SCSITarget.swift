@@ -144,8 +144,8 @@ public actor SCSITarget {
     /// large volume does not take the node's disk from every other volume on it.
     let sanitizeBytesPerSecond: UInt64
 
-    /// `options` applies to every unit (removable medium, physical block size); it must pass
-    /// `LogicalUnitOptions.validate` for each store's block size.
+    /// `options` applies to every unit (removable medium, write protection, physical block size);
+    /// it must pass `LogicalUnitOptions.validate` for each store's block size.
     public init(loop: EventLoop, identity: LogicalUnitIdentity, luns: [UInt64: any BlockStore], logger: Logger,
                 sanitizeBytesPerSecond: UInt64 = 64 << 20, options: LogicalUnitOptions = LogicalUnitOptions()) {
         self.loop = loop
@@ -211,10 +211,10 @@ public actor SCSITarget {
         case Opcode.read10, Opcode.read16, Opcode.read12, Opcode.read6:
             return try await read(lu, c)
         case Opcode.write10, Opcode.write16, Opcode.write12, Opcode.write6:
-            if lu.mode.swp { throw .writeProtected }
+            if lu.writeProtected { throw .writeProtected }
             return try await write(lu, c, verify: false)
         case Opcode.writeVerify10, Opcode.writeVerify12, Opcode.writeVerify16:
-            if lu.mode.swp { throw .writeProtected }
+            if lu.writeProtected { throw .writeProtected }
             return try await write(lu, c, verify: true)
         case Opcode.testUnitReady:
             return .good
@@ -237,24 +237,24 @@ public actor SCSITarget {
         case Opcode.syncCache10, Opcode.syncCache16:
             return try await synchronizeCache(lu, c)
         case Opcode.writeSame10, Opcode.writeSame16:
-            if lu.mode.swp { throw .writeProtected }
+            if lu.writeProtected { throw .writeProtected }
             return try await writeSame(lu, c)
         case Opcode.unmap:
-            if lu.mode.swp { throw .writeProtected }
+            if lu.writeProtected { throw .writeProtected }
             return try await unmap(lu, c)
         case Opcode.compareAndWrite:
-            if lu.mode.swp { throw .writeProtected }
+            if lu.writeProtected { throw .writeProtected }
             return try await compareAndWrite(lu, c)
         case Opcode.orWrite16:
-            if lu.mode.swp { throw .writeProtected }
+            if lu.writeProtected { throw .writeProtected }
             return try await orWrite(lu, c)
         case Opcode.readDefectData10, Opcode.readDefectData12:
             return try readDefectData(lu, c)
         case Opcode.writeAtomic16:
-            if lu.mode.swp { throw .writeProtected }
+            if lu.writeProtected { throw .writeProtected }
             return try await writeAtomic(lu, c)
         case Opcode.sanitize:
-            if lu.mode.swp { throw .writeProtected }
+            if lu.writeProtected { throw .writeProtected }
             return try await sanitize(lu, c)
         case Opcode.extendedCopy:
             return try await extendedCopy(lu, c)
