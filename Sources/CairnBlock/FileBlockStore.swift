@@ -13,12 +13,17 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
     public let supportsUnmap = true
     public let path: String
     public let direct: Bool
+    /// Opened O_RDONLY: writes, unmaps (and flushes, which have nothing to do) never reach the file.
+    public let readOnly: Bool
     let fd: Int32
     let loop: EventLoop
 
     /// Opens (creating if needed) `path` as a volume of `size` bytes. An existing file of another
-    /// non-zero size is refused rather than silently resized.
-    public init(path: String, size: UInt64, blockSize: Int = 512, loop: EventLoop, logger: Logger) throws(BlockStoreError) {
+    /// non-zero size is refused rather than silently resized. `readOnly` opens it O_RDONLY: the
+    /// file must then exist with exactly `size` bytes (nothing is created or sized), and writes
+    /// and unmaps fail with `.readOnly` without touching it.
+    public init(path: String, size: UInt64, blockSize: Int = 512, loop: EventLoop, logger: Logger,
+                readOnly: Bool = false) throws(BlockStoreError) {
         precondition(blockSize == 512 || blockSize == 4096)
         guard size > 0, size % UInt64(blockSize) == 0 else {
             throw .unavailable("size \(size) is not a positive multiple of \(blockSize)")
@@ -27,16 +32,22 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
         self.blockSize = blockSize
         self.blockCount = size / UInt64(blockSize)
         self.loop = loop
-        var fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | CCAIRN_O_DIRECT, 0o644)
+        self.readOnly = readOnly
+        let mode = readOnly ? O_RDONLY : O_RDWR | O_CREAT
+        var fd = open(path, mode | O_CLOEXEC | CCAIRN_O_DIRECT, 0o644)
         var direct = true
         if fd < 0 && errno == EINVAL {
             logger.warning("O_DIRECT not supported here; using buffered I/O with fdatasync", metadata: ["path": "\(path)"])
-            fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            fd = open(path, mode | O_CLOEXEC, 0o644)
             direct = false
         }
         guard fd >= 0 else { throw .unavailable("open \(path): \(String(cString: strerror(errno)))") }
         var st = stat()
         fstat(fd, &st)
+        if readOnly && UInt64(st.st_size) != size {
+            Glibc.close(fd)
+            throw .unavailable("\(path) holds \(st.st_size) bytes, not the \(size) asked for (read-only: nothing is created or resized)")
+        }
         if st.st_size != 0 && UInt64(st.st_size) != size {
             Glibc.close(fd)
             throw .unavailable("\(path) holds \(st.st_size) bytes, not the \(size) asked for")
@@ -63,6 +74,7 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
     nonisolated(nonsending)
     public func write(lba: UInt64, count: Int, from buffer: IOBuffer, fua: Bool) async throws(BlockStoreError) {
         loop.assertInLoop()  // nonisolated(nonsending): callers on the loop must not hop away
+        if readOnly { throw .readOnly }
         do {
             try await loop.writeFully(fd: fd, from: buffer.base, length: count * blockSize, offset: lba * UInt64(blockSize),
                                       durable: fua)
@@ -73,6 +85,7 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
 
     nonisolated(nonsending)
     public func flush() async throws(BlockStoreError) {
+        if readOnly { return }
         do { try await loop.fdatasync(fd: fd) } catch { throw FileBlockStore.map(error, read: false) }
     }
 
@@ -80,6 +93,7 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
     public func unmap(lba: UInt64, count: UInt64) async throws(BlockStoreError) {
         loop.assertInLoop()  // nonisolated(nonsending): callers on the loop must not hop away
         guard count > 0 else { return }
+        if readOnly { throw .readOnly }
         do {
             try await loop.punchHole(fd: fd, offset: lba * UInt64(blockSize), length: Int(count) * blockSize)
         } catch {

@@ -81,7 +81,9 @@ extension SCSITarget {
             guard src.inRange(s.srcLBA, s.blocks), dst.inRange(s.dstLBA, s.blocks), src.blockSize == dst.blockSize else {
                 throw SCSIError(.abortedCopy, 0x00, 0x00)
             }
-            if dst.mode.swp { throw .writeProtected }
+            // An ejected medium cannot be copied from or to.
+            guard src.mediumPresent, dst.mediumPresent else { throw unreachable }
+            if dst.writeProtected { throw .writeProtected }
             try await copyBlocks(from: src, s.srcLBA, to: dst, s.dstLBA, count: s.blocks)
             result.segmentsProcessed &+= 1
             result.bytes &+= s.blocks &* UInt64(src.blockSize)

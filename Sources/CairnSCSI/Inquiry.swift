@@ -11,7 +11,7 @@ extension SCSITarget {
         let alloc = Int(c.cdb.be(3, 2))
         if !evpd {
             if page != 0 { throw .invalidField(cdbByte: 2) }
-            return dataIn(standardInquiry(present: lu != nil), allocation: alloc)
+            return dataIn(standardInquiry(lu), allocation: alloc)
         }
         guard let lu else { throw .lunNotSupported }
         let d: [UInt8]
@@ -28,11 +28,12 @@ extension SCSITarget {
         return dataIn(d, allocation: alloc)
     }
 
-    func standardInquiry(present: Bool) -> [UInt8] {
+    /// Standard INQUIRY data of `lu`, or of a LUN that does not exist when nil.
+    func standardInquiry(_ lu: LogicalUnit?) -> [UInt8] {
         var d: [UInt8] = []
         d.reserveCapacity(66)
-        d.append(present ? 0x00 : 0x7F)   // qualifier/type: direct-access block device
-        d.append(0x00)                    // not removable
+        d.append(lu != nil ? 0x00 : 0x7F) // qualifier/type: direct-access block device
+        d.append(lu?.removable == true ? 0x80 : 0x00) // RMB
         d.append(0x06)                    // SPC-4
         d.append(0x02 | 0x10)             // response data format 2, HISUP
         d.append(0)                       // additional length, set below
@@ -109,14 +110,18 @@ extension SCSITarget {
         // Offsets below are page offsets minus the 4-byte header.
         d[0] = 0x00                                             // WSNZ=0: zero blocks = to the end
         d[1] = UInt8(LogicalUnit.maxCompareAndWriteBlocks)
-        d.set(2, 1, 2)                                          // optimal granularity
+        // Optimal transfer length granularity: one physical block.
+        let lbppb = UInt64(lu.logicalBlocksPerPhysicalBlock)
+        d.set(2, lbppb, 2)
         d.set(4, UInt64(lu.maxTransferBlocks), 4)
         d.set(8, UInt64(min(lu.maxTransferBlocks, max(1, (1 << 20) / lu.blockSize))), 4)
         d.set(12, UInt64(lu.maxTransferBlocks), 4)              // max prefetch
         if lu.store.supportsUnmap {
             d.set(16, LogicalUnit.maxUnmapBlocks, 4)
             d.set(20, UInt64(LogicalUnit.maxUnmapDescriptors), 4)
-            d.set(24, UInt64(max(1, 4096 / lu.blockSize)), 4)   // optimal unmap granularity
+            // Optimal unmap granularity: a physical block, and at least the 4 KiB in which the
+            // backing file's holes are punched.
+            d.set(24, max(lbppb, UInt64(max(1, 4096 / lu.blockSize))), 4)
             d.set(28, 0x8000_0000, 4)                           // UGAVALID, alignment 0
         }
         d.set(32, LogicalUnit.maxWriteSameBlocks, 8)

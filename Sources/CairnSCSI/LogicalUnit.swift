@@ -1,6 +1,46 @@
 import CairnBlock
 import CairnIO
 
+/// How a logical unit presents itself beyond its store's size and block size. The defaults are
+/// a fixed, writable medium with one logical block per physical block.
+public struct LogicalUnitOptions: Sendable, Equatable {
+    /// RMB=1 in standard INQUIRY, with the removable-medium model of SBC-3: START STOP UNIT with
+    /// LOEJ ejects and loads the medium, PREVENT ALLOW MEDIUM REMOVAL keeps it in, and while it is
+    /// out media-access commands get NOT READY / MEDIUM NOT PRESENT.
+    public var removable = false
+    /// The medium is write-protected: every command that would change it gets DATA PROTECT /
+    /// WRITE PROTECTED, and MODE SENSE reports WP=1.
+    public var readOnly = false
+    /// Bytes per physical block, reported as LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT in READ
+    /// CAPACITY(16); nil means the logical block size (exponent 0). Must be a power-of-two
+    /// multiple of the logical block size, at most 2^15 logical blocks (see `validate`).
+    public var physicalBlockSize: Int?
+
+    public init(removable: Bool = false, readOnly: Bool = false, physicalBlockSize: Int? = nil) {
+        self.removable = removable
+        self.readOnly = readOnly
+        self.physicalBlockSize = physicalBlockSize
+    }
+
+    /// log2(physical block size / logical block size), or nil when the physical block size is
+    /// not a power-of-two multiple of `logicalBlockSize` that the 4-bit exponent can express.
+    public static func physicalBlockExponent(_ physical: Int, logicalBlockSize: Int) -> UInt8? {
+        guard logicalBlockSize > 0, physical >= logicalBlockSize, physical % logicalBlockSize == 0 else { return nil }
+        let ratio = physical / logicalBlockSize
+        guard ratio & (ratio - 1) == 0 else { return nil }
+        let e = ratio.trailingZeroBitCount
+        return e <= 15 ? UInt8(e) : nil
+    }
+
+    /// Why these options cannot serve a unit of `logicalBlockSize`-byte blocks, or nil if they can.
+    public func validate(logicalBlockSize: Int) -> String? {
+        if let p = physicalBlockSize, LogicalUnitOptions.physicalBlockExponent(p, logicalBlockSize: logicalBlockSize) == nil {
+            return "physical block size \(p) is not a power-of-two multiple (1 to 32768 times) of the logical block size \(logicalBlockSize)"
+        }
+        return nil
+    }
+}
+
 /// One logical unit and the SPC state that belongs to it. Owned by the `SCSITarget` actor and
 /// touched only on it (it is deliberately not Sendable).
 final class LogicalUnit {
@@ -8,6 +48,13 @@ final class LogicalUnit {
     let store: any BlockStore
     let blockSize: Int
     let blockCount: UInt64
+    /// RMB: the medium can be ejected and loaded (START STOP UNIT LOEJ) and its removal prevented.
+    let removable: Bool
+    /// Write-protected medium (`--read-only`).
+    let readOnly: Bool
+    /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT (READ CAPACITY(16)).
+    let physicalBlockExponent: UInt8
+    var logicalBlocksPerPhysicalBlock: Int { 1 << Int(physicalBlockExponent) }
     /// Largest READ/WRITE transfer, in blocks (block limits VPD).
     let maxTransferBlocks: Int
     /// Stable identifiers derived from the volume name (and the LUN).
@@ -22,6 +69,17 @@ final class LogicalUnit {
     var unitAttentions = UnitAttentions()
     /// SANITIZE operations running (commands are refused meanwhile).
     var sanitizing = 0
+    /// Removable medium: loaded (true from power on) or ejected by START STOP UNIT.
+    var mediumPresent = true
+    /// I_T nexuses whose PREVENT ALLOW MEDIUM REMOVAL has PREVENT=01b in effect. Removal is
+    /// prevented while any nexus holds one (SBC-3); each ends with that nexus's ALLOW or its
+    /// loss; a logical unit reset (and so a target reset, warm or cold) ends them all.
+    var preventers: Set<ITNexus> = []
+
+    /// Commands that would change the medium are refused: `--read-only`, or SWP set in the
+    /// control mode page.
+    @inline(__always)
+    var writeProtected: Bool { readOnly || mode.swp }
 
     static let maxTransferBytes = 32 << 20
     static let maxWriteSameBlocks: UInt64 = 0x40_0000
@@ -31,11 +89,21 @@ final class LogicalUnit {
     /// GET LBA STATUS returns at most this many descriptors.
     static let maxLBAStatusDescriptors = 512
 
-    init(lun: UInt64, store: any BlockStore, identity: LogicalUnitIdentity) {
+    init(lun: UInt64, store: any BlockStore, identity: LogicalUnitIdentity, options: LogicalUnitOptions = LogicalUnitOptions()) {
         self.lun = lun
         self.store = store
         self.blockSize = store.blockSize
         self.blockCount = store.blockCount
+        self.removable = options.removable
+        self.readOnly = options.readOnly
+        if let p = options.physicalBlockSize {
+            guard let e = LogicalUnitOptions.physicalBlockExponent(p, logicalBlockSize: store.blockSize) else {
+                preconditionFailure(options.validate(logicalBlockSize: store.blockSize) ?? "bad physical block size")
+            }
+            self.physicalBlockExponent = e
+        } else {
+            self.physicalBlockExponent = 0
+        }
         self.maxTransferBlocks = max(1, LogicalUnit.maxTransferBytes / max(store.blockSize, 1))
         let h1 = fnv1a(identity.volumeName, seed: 0xcbf2_9ce4_8422_2325 ^ lun)
         let h2 = fnv1a(identity.volumeName, seed: 0x9e37_79b9_7f4a_7c15 &+ lun)

@@ -93,7 +93,8 @@ extension SCSITarget {
                 bd.put(UInt64(lu.blockSize) & 0xFF_FFFF, 4)
             }
         }
-        let deviceSpecific: UInt8 = 0x10 | (lu.mode.swp ? 0x80 : 0)   // DPOFUA, WP
+        // DPOFUA; WP when the medium is write-protected (--read-only, or SWP).
+        let deviceSpecific: UInt8 = 0x10 | (lu.writeProtected ? 0x80 : 0)
         var d: [UInt8] = []
         if ten {
             d.put(UInt64(6 + bd.count + pages.count), 2)

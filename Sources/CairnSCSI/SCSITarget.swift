@@ -88,6 +88,29 @@ enum Opcode {
     static let saReportSupportedOpcodes: UInt8 = 0x0C
 }
 
+/// Which commands need the medium: those that read, write or describe it (SBC-3 4.x). With the
+/// medium ejected they get NOT READY / MEDIUM NOT PRESENT; every other command (INQUIRY, MODE
+/// SENSE/SELECT, reservations, START STOP UNIT, PREVENT ALLOW MEDIUM REMOVAL, REPORT SUPPORTED
+/// OPERATION CODES, ... and unknown opcodes, which stay INVALID COMMAND OPERATION CODE) runs as usual.
+enum MediumPresence {
+    private static let table: [Bool] = {
+        var t = [Bool](repeating: false, count: 256)
+        for op in [Opcode.testUnitReady, Opcode.read6, Opcode.write6, Opcode.readCapacity10, Opcode.read10, Opcode.write10,
+                   Opcode.writeVerify10, Opcode.verify10, Opcode.prefetch10, Opcode.syncCache10, Opcode.writeSame10,
+                   Opcode.unmap, Opcode.read16, Opcode.compareAndWrite, Opcode.write16, Opcode.writeVerify16,
+                   Opcode.verify16, Opcode.prefetch16, Opcode.syncCache16, Opcode.writeSame16, Opcode.serviceActionIn16,
+                   Opcode.read12, Opcode.write12, Opcode.writeVerify12, Opcode.verify12, Opcode.sanitize,
+                   Opcode.writeAtomic16, Opcode.extendedCopy, Opcode.orWrite16, Opcode.readDefectData10,
+                   Opcode.readDefectData12] {
+            t[Int(op)] = true
+        }
+        return t
+    }()
+
+    @inline(__always)
+    static func needsMedium(_ op: UInt8) -> Bool { table[Int(op)] }
+}
+
 /// The SCSI target device: its logical units and everything SPC-4/SBC-3 says about them
 /// (unit attentions, reservations, mode pages). The transport calls it with commands that have
 /// all their data; it knows nothing of iSCSI. Pinned to the event loop that owns the stores.
@@ -101,8 +124,8 @@ enum Opcode {
 ///   min(`dataInLength`, EDTL) bytes; read residuals are the transport's.
 /// - Write residuals: compare the EDTL with `expectedDataOutLength` (what the CDB called for).
 /// - Task management: abort the transport's own tasks first, then call `taskManagement` (LU and
-///   target resets raise the unit attentions and drop RESERVE(6)); call `nexusLost` when a
-///   session (I_T nexus) ends.
+///   target resets raise the unit attentions, drop RESERVE(6) and end preventions of medium
+///   removal); call `nexusLost` when a session (I_T nexus) ends.
 public actor SCSITarget {
     public nonisolated let loop: EventLoop
     let logger: Logger
@@ -121,14 +144,18 @@ public actor SCSITarget {
     /// large volume does not take the node's disk from every other volume on it.
     let sanitizeBytesPerSecond: UInt64
 
+    /// `options` applies to every unit (removable medium, write protection, physical block size);
+    /// it must pass `LogicalUnitOptions.validate` for each store's block size.
     public init(loop: EventLoop, identity: LogicalUnitIdentity, luns: [UInt64: any BlockStore], logger: Logger,
-                sanitizeBytesPerSecond: UInt64 = 64 << 20) {
+                sanitizeBytesPerSecond: UInt64 = 64 << 20, options: LogicalUnitOptions = LogicalUnitOptions()) {
         self.loop = loop
         self.sanitizeBytesPerSecond = max(1 << 20, sanitizeBytesPerSecond)
         self.identity = identity
         self.luns = luns
         self.logger = logger
-        self.units = luns.sorted { $0.key < $1.key }.map { LogicalUnit(lun: $0.key, store: $0.value, identity: identity) }
+        self.units = luns.sorted { $0.key < $1.key }.map {
+            LogicalUnit(lun: $0.key, store: $0.value, identity: identity, options: options)
+        }
     }
 
     /// The unit addressed by `lun`: either a LUN number or the raw 8-byte LUN field of the PDU.
@@ -159,8 +186,8 @@ public actor SCSITarget {
     }
 
     /// What stops a command before it runs: a pending unit attention (SAM-5 5.14), a SANITIZE in
-    /// progress, a reservation held by another nexus. INQUIRY, REPORT LUNS and REQUEST SENSE
-    /// pass the first two.
+    /// progress, a reservation held by another nexus, an ejected medium. INQUIRY, REPORT LUNS and
+    /// REQUEST SENSE pass the first two; only media-access commands need the medium.
     @inline(__always)
     private func admit(_ lu: LogicalUnit, _ command: SCSICommand) throws(SCSIError) {
         let op = command.cdb.opcode
@@ -175,6 +202,7 @@ public actor SCSITarget {
         if lu.reservedBy != nil || lu.pr.reservation != nil, reservationConflict(lu, command) {
             throw .reservationConflict
         }
+        if !lu.mediumPresent && MediumPresence.needsMedium(op) { throw .mediumNotPresent }
     }
 
     private func dispatch(_ lu: LogicalUnit, _ c: SCSICommand) async throws(SCSIError) -> SCSIResponse {
@@ -183,10 +211,10 @@ public actor SCSITarget {
         case Opcode.read10, Opcode.read16, Opcode.read12, Opcode.read6:
             return try await read(lu, c)
         case Opcode.write10, Opcode.write16, Opcode.write12, Opcode.write6:
-            if lu.mode.swp { throw .writeProtected }
+            if lu.writeProtected { throw .writeProtected }
             return try await write(lu, c, verify: false)
         case Opcode.writeVerify10, Opcode.writeVerify12, Opcode.writeVerify16:
-            if lu.mode.swp { throw .writeProtected }
+            if lu.writeProtected { throw .writeProtected }
             return try await write(lu, c, verify: true)
         case Opcode.testUnitReady:
             return .good
@@ -209,24 +237,24 @@ public actor SCSITarget {
         case Opcode.syncCache10, Opcode.syncCache16:
             return try await synchronizeCache(lu, c)
         case Opcode.writeSame10, Opcode.writeSame16:
-            if lu.mode.swp { throw .writeProtected }
+            if lu.writeProtected { throw .writeProtected }
             return try await writeSame(lu, c)
         case Opcode.unmap:
-            if lu.mode.swp { throw .writeProtected }
+            if lu.writeProtected { throw .writeProtected }
             return try await unmap(lu, c)
         case Opcode.compareAndWrite:
-            if lu.mode.swp { throw .writeProtected }
+            if lu.writeProtected { throw .writeProtected }
             return try await compareAndWrite(lu, c)
         case Opcode.orWrite16:
-            if lu.mode.swp { throw .writeProtected }
+            if lu.writeProtected { throw .writeProtected }
             return try await orWrite(lu, c)
         case Opcode.readDefectData10, Opcode.readDefectData12:
             return try readDefectData(lu, c)
         case Opcode.writeAtomic16:
-            if lu.mode.swp { throw .writeProtected }
+            if lu.writeProtected { throw .writeProtected }
             return try await writeAtomic(lu, c)
         case Opcode.sanitize:
-            if lu.mode.swp { throw .writeProtected }
+            if lu.writeProtected { throw .writeProtected }
             return try await sanitize(lu, c)
         case Opcode.extendedCopy:
             return try await extendedCopy(lu, c)
@@ -289,8 +317,14 @@ public actor SCSITarget {
 
     // MARK: - Simple commands
 
-    /// START STOP UNIT: no motor and no medium to eject. Power conditions are accepted; LOEJ is
-    /// refused (the medium is not removable); a stop without NO_FLUSH flushes the cache first.
+    /// START STOP UNIT (SBC-3). There is no motor: a power condition other than 0 is
+    /// accepted and START and LOEJ are then ignored, as SBC-3 says; START alone changes nothing
+    /// (a stop without NO_FLUSH flushes the cache first). LOEJ moves the medium: on a fixed medium
+    /// it is refused; on a removable one START=0 ejects it (after a flush unless NO_FLUSH) and
+    /// START=1 loads it. While any nexus prevents medium removal both are refused with MEDIUM
+    /// REMOVAL PREVENTED: SBC-3 names the unload; the load is refused too, the prevention keeping
+    /// the medium (and the tray) where it is, which is what libiscsi's PreventAllow.Eject expects.
+    /// IMMED changes nothing: the command is done when it returns either way.
     private func startStopUnit(_ lu: LogicalUnit, _ c: SCSICommand) async throws(SCSIError) -> SCSIResponse {
         let b4 = c.cdb[4]
         let powerCondition = b4 >> 4
@@ -298,15 +332,41 @@ public actor SCSITarget {
         let loej = b4 & 0x02 != 0
         let start = b4 & 0x01 != 0
         if powerCondition != 0 { return .good }
-        if loej { throw .invalidField(cdbByte: 4, bit: 1) }
-        if !start && !noFlush {
+        if loej {
+            guard lu.removable else { throw .invalidField(cdbByte: 4, bit: 1) }
+            if !lu.preventers.isEmpty { throw .mediumRemovalPrevented }
+            if start {
+                // The same medium comes back (nothing can change it while it is out), so no
+                // NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED unit attention.
+                lu.mediumPresent = true
+                return .good
+            }
+            if lu.mediumPresent && !noFlush {
+                do { try await lu.store.flush() } catch { throw .from(error) }
+                // A PREVENT may have arrived while the flush ran (the actor is reentrant).
+                if !lu.preventers.isEmpty { throw .mediumRemovalPrevented }
+            }
+            lu.mediumPresent = false
+            return .good
+        }
+        if !start && !noFlush && lu.mediumPresent {
             do { try await lu.store.flush() } catch { throw .from(error) }
         }
         return .good
     }
 
+    /// PREVENT ALLOW MEDIUM REMOVAL (SBC-3). On a fixed medium there is nothing to prevent and
+    /// the command is accepted as is. On a removable one PREVENT 01b records this nexus as
+    /// preventing removal and 00b withdraws its prevention (another nexus's stays); 10b and 11b
+    /// are obsolete in SBC-3 (MMC's persistent prevent) and refused.
     private func preventAllow(_ lu: LogicalUnit, _ c: SCSICommand) throws(SCSIError) -> SCSIResponse {
-        .good
+        guard lu.removable else { return .good }
+        switch c.cdb[4] & 0x03 {
+        case 0x00: lu.preventers.remove(c.nexus)
+        case 0x01: lu.preventers.insert(c.nexus)
+        default: throw .invalidField(cdbByte: 4, bit: 1)
+        }
+        return .good
     }
 
     /// SEND DIAGNOSTIC: the default self-test (SELFTEST=1) or a short/extended self-test code
@@ -371,18 +431,22 @@ public actor SCSITarget {
         }
     }
 
-    /// LU reset: RESERVE(6) reservations end, persistent reservations survive (SPC-4 5.12.1),
-    /// every nexus gets a unit attention.
+    /// LU reset (and so target warm and cold reset): RESERVE(6) reservations end, persistent
+    /// reservations survive (SPC-4 5.12.1), every prevention of medium removal ends (SBC-3,
+    /// PREVENT ALLOW MEDIUM REMOVAL; a removed medium stays out), every nexus gets a unit attention.
     private func resetUnit(_ lu: LogicalUnit, asc: UInt8, ascq: UInt8) {
         lu.reservedBy = nil
+        lu.preventers.removeAll()
         lu.unitAttentions.raiseAll(asc, ascq)
     }
 
-    /// A nexus is gone (its session ended): drop what SPC says ends with it (RESERVE(6)),
-    /// and its pending unit attentions. Registrations persist (SPC-4 5.13.1).
+    /// A nexus is gone (its session ended, by logout or by losing its connection): drop what SPC
+    /// says ends with it (RESERVE(6), its prevention of medium removal), and its pending unit
+    /// attentions. Registrations persist (SPC-4 5.13.1).
     public func nexusLost(_ nexus: ITNexus) {
         for lu in units {
             if lu.reservedBy == nexus { lu.reservedBy = nil }
+            lu.preventers.remove(nexus)
             lu.unitAttentions.forget(nexus)
         }
     }

@@ -51,6 +51,10 @@ public struct SCSIError: Error, Sendable, Equatable {
     public static let writeProtected = SCSIError(.dataProtect, 0x27, 0x00)
     public static let notReady = SCSIError(.notReady, 0x04, 0x00)
     public static let sanitizeInProgress = SCSIError(.notReady, 0x04, 0x1B)
+    /// The removable medium has been ejected (START STOP UNIT LOEJ=1 START=0).
+    public static let mediumNotPresent = SCSIError(.notReady, 0x3A, 0x00)
+    /// START STOP UNIT LOEJ=1 while PREVENT ALLOW MEDIUM REMOVAL prevents removal.
+    public static let mediumRemovalPrevented = SCSIError(.illegalRequest, 0x53, 0x02)
 
     /// INVALID FIELD IN CDB pointing at `byte` (and `bit`, if given) of the CDB.
     public static func invalidField(cdbByte byte: Int, bit: Int? = nil) -> SCSIError {

@@ -43,6 +43,18 @@ struct ControllerCommand: AsyncParsableCommand {
     @Option(help: "Logical block size in bytes (512 or 4096).")
     var blockSize: Int = 512
 
+    @Option(help: ArgumentHelp(
+        "Physical block size reported to initiators (READ CAPACITY(16) LBPPBE, block limits granularities).",
+        discussion: "A power-of-two multiple of --block-size, e.g. 4096 with 512-byte blocks. Default: the logical block size.",
+        valueName: "bytes"))
+    var physicalBlockSize: ByteSize?
+
+    @Flag(help: "Removable medium: RMB=1; START STOP UNIT ejects and loads it, PREVENT ALLOW MEDIUM REMOVAL keeps it in.")
+    var removable = false
+
+    @Flag(help: "Write-protected volume: the file is opened read-only and every write command gets DATA PROTECT / WRITE PROTECTED.")
+    var readOnly = false
+
     @Option(help: "CHAP user an initiator must log in with.")
     var chapUser: String?
     @Option(help: "CHAP secret for --chap-user.")
@@ -76,6 +88,12 @@ struct ControllerCommand: AsyncParsableCommand {
         }
         guard replicaTimeout.nanoseconds >= 10_000_000 else { throw ValidationError("--replica-timeout is too short") }
         guard rebuildRate.bytes > 0 else { throw ValidationError("--rebuild-rate must be positive") }
+        if let why = unitOptions.validate(logicalBlockSize: blockSize) { throw ValidationError("--physical-block-size: \(why)") }
+    }
+
+    var unitOptions: LogicalUnitOptions {
+        LogicalUnitOptions(removable: removable, readOnly: readOnly,
+                           physicalBlockSize: physicalBlockSize.map { Int(clamping: $0.bytes) })
     }
 
     func run() async throws {
@@ -89,10 +107,12 @@ struct ControllerCommand: AsyncParsableCommand {
         let store: any BlockStore
         var backing: String
         if let file {
-            let f = try FileBlockStore(path: file, size: size.bytes, blockSize: blockSize, loop: loop, logger: logger)
+            let f = try FileBlockStore(path: file, size: size.bytes, blockSize: blockSize, loop: loop, logger: logger,
+                                       readOnly: readOnly)
             store = f
             backing = "file \(file) (direct: \(f.direct))"
         } else {
+            // A read-only unit over replicas refuses writes in the SCSI layer; replicas stay writable for rebuilds.
             let config = VolumeConfig(name: name, size: size.bytes, blockSize: blockSize,
                                       replicas: replica.map { ReplicaAddress(host: $0.host, port: $0.port) },
                                       minHealthy: minHealthy, replicaTimeoutNanos: replicaTimeout.nanoseconds,
@@ -103,7 +123,8 @@ struct ControllerCommand: AsyncParsableCommand {
             backing = "\(replica.count) replicas (min healthy \(config.minHealthy))"
         }
         let scsi = SCSITarget(loop: loop, identity: LogicalUnitIdentity(volumeName: name, targetName: targetName),
-                              luns: [0: store], logger: logger, sanitizeBytesPerSecond: sanitizeRate.bytes)
+                              luns: [0: store], logger: logger, sanitizeBytesPerSecond: sanitizeRate.bytes,
+                              options: unitOptions)
         var config = ISCSITargetConfig(targetName: targetName,
                                        portals: portal.map { ISCSIPortalAddress(host: $0.host, port: $0.port) })
         if let u = chapUser, let s = chapSecret { config.chap = CHAPCredentials(user: u, secret: s) }
@@ -116,7 +137,9 @@ struct ControllerCommand: AsyncParsableCommand {
             print("cairn: ready iscsi://\(hp)/\(targetName)/0")
         }
         fflush(nil)  // flush every stream: the ready line must reach a pipe now
-        logger.info("serving", metadata: ["backing": "\(backing)", "size": "\(size.bytes)"])
+        logger.info("serving", metadata: ["backing": "\(backing)", "size": "\(size.bytes)",
+                                          "removable": "\(removable)", "read-only": "\(readOnly)",
+                                          "physical-block-size": "\(physicalBlockSize?.bytes ?? UInt64(blockSize))"])
 
         let signo = try await loop.run { try await loop.waitForSignal([SIGINT, SIGTERM]) }
         logger.notice("signal \(signo): stopping; finishing in-flight I/O")

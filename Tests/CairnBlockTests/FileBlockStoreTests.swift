@@ -97,4 +97,42 @@ func tempPath(_ tag: String) -> String { "/tmp/cairn-block-\(tag)-\(getpid())-\(
         }
         #expect(refused)
     }
+
+    @Test func readOnlyOpensOnlyAnExistingFileOfTheRightSizeAndNeverWritesIt() async throws {
+        let path = tempPath("ro")
+        defer { unlink(path) }
+        let logger = self.logger
+        let (missing, wrongSize, readBack, writeError, unmapError, unchanged) = try await onLoop { loop in
+            func refused(_ size: UInt64) -> Bool {
+                let opened = try? FileBlockStore(path: path, size: size, loop: loop, logger: logger, readOnly: true)
+                return opened == nil
+            }
+            let missing = refused(1 << 20) && access(path, F_OK) != 0   // not created either
+            let rw = try FileBlockStore(path: path, size: 1 << 20, loop: loop, logger: logger)
+            let buf = loop.buffers.take(4096)
+            defer { loop.buffers.give(buf) }
+            memset(buf.base, 0x5A, buf.count)
+            try await rw.write(lba: 8, count: 8, from: buf, fua: true)
+            await rw.close()
+            let wrongSize = refused(2 << 20)
+            let ro = try FileBlockStore(path: path, size: 1 << 20, loop: loop, logger: logger, readOnly: true)
+            memset(buf.base, 0, buf.count)
+            try await ro.read(lba: 8, count: 8, into: buf)
+            let readBack = buf.bytes.allSatisfy { $0 == 0x5A }
+            var writeError: BlockStoreError?
+            do throws(BlockStoreError) { try await ro.write(lba: 8, count: 8, from: buf, fua: true) } catch { writeError = error }
+            var unmapError: BlockStoreError?
+            do throws(BlockStoreError) { try await ro.unmap(lba: 8, count: 8) } catch { unmapError = error }
+            try await ro.flush()
+            try await ro.read(lba: 8, count: 8, into: buf)
+            let unchanged = buf.bytes.allSatisfy { $0 == 0x5A }
+            await ro.close()
+            return (missing, wrongSize, readBack, writeError, unmapError, unchanged)
+        }
+        #expect(missing)
+        #expect(wrongSize)
+        #expect(readBack && unchanged)
+        #expect(writeError == .readOnly)
+        #expect(unmapError == .readOnly)
+    }
 }

@@ -95,12 +95,12 @@ final class Harness: @unchecked Sendable {
     static let b = ITNexus(initiatorName: "iqn.2026-01.test:b", isid: 0x23d0_0000_0002, portalGroupTag: 1)
     static let c = ITNexus(initiatorName: "iqn.2026-01.test:c", isid: 0x23d0_0000_0003, portalGroupTag: 1)
 
-    init(blocks: UInt64 = 1024, volume: String = "vol1") throws {
+    init(blocks: UInt64 = 1024, volume: String = "vol1", blockSize: Int = 512, options: LogicalUnitOptions = LogicalUnitOptions()) throws {
         loop = try EventLoop(name: "scsi-test")
         loop.start()
-        store = GatedStore(blockCount: blocks, loop: loop)
+        store = GatedStore(blockCount: blocks, blockSize: blockSize, loop: loop)
         target = SCSITarget(loop: loop, identity: LogicalUnitIdentity(volumeName: volume, targetName: "iqn.2026-01.io.cairn:vol1"),
-                            luns: [0: store], logger: Logger(label: "test"))
+                            luns: [0: store], logger: Logger(label: "test"), options: options)
     }
 
     deinit { loop.stopAndJoin() }

@@ -13,7 +13,22 @@
 # tcu.py): a failure, crash or hang fails the run, and so does a skip where a
 # pass is expected; a pass where a skip is expected is an improvement.
 #
-# Variants (VARIANTS, default "plain chap hdigest"):
+# Full variants run every test of `iscsi-test-cu -t ALL` against a default LU
+# (fixed medium, writable, one logical block per physical block) and are
+# checked against expected.tsv.  Focused variants serve an LU with a device
+# property that libiscsi gates tests on, and run only the tests that exist for
+# it.  A focused variant VARIANT has its own file, expected-VARIANT.tsv, in
+# expected.tsv's format plus a third status, "exclude":
+#   SUITE.TEST <TAB> pass|skip|exclude <TAB> reason
+# The variant runs exactly its pass/skip lines (a whole suite in one
+# iscsi-test-cu process when every test of the suite is listed, else one
+# process per test); those lines override expected.tsv's expectations (Probe.*
+# and Target.* come from expected.tsv); exclude lines name tests of those
+# suites it does not run, with the reason, and are listed in its summary.  The
+# same rules fail it: FAIL, NORESULT, NOTRUN, a skip where pass is expected,
+# and an excluded test that ran.
+#
+# Variants (VARIANTS, default "plain chap hdigest removable lbppb readonly"):
 #   plain    no authentication, no digests
 #   chap     target requires CHAP; iscsi-test-cu logs in with
 #            LIBISCSI_CHAP_USERNAME / LIBISCSI_CHAP_PASSWORD (read by
@@ -27,6 +42,12 @@
 #            login offers "None,CRC32C" and a target may pick None.  We preload
 #            force-digest.so, which makes that call offer exactly "CRC32C", and
 #            a probe checks the target's login reply says HeaderDigest=CRC32C.
+# Focused (each with its expected-VARIANT.tsv):
+#   removable  --removable (RMB=1): PreventAllow.*, StartStopUnit.*, NoMedia.*
+#   lbppb      --physical-block-size 4096 on 512-byte blocks (LBPPBE 3): the
+#              LBPPB-gated tests with their suites (CompareAndWrite, WriteSame10/16,
+#              Unmap, GetLBAStatus less UnmapSingle), ReadCapacity16, Inquiry.BlockLimits
+#   readonly   --read-only (WP=1) on a file created beforehand: ReadOnly.*, two reads
 #
 # Environment:
 #   TARGET=cairn|tgt   what to test (default cairn; tgt = Debian's tgtd, used to
@@ -34,7 +55,8 @@
 #   CAIRN_BIN          cairn binary (default .build/{release,debug}/cairn; built
 #                      with `swift build --product cairn` when there is none)
 #   VARIANTS           see above
-#   SUITES             comma-separated suite names to run (default: all)
+#   SUITES             comma-separated suite names to run (default: all; a
+#                      focused variant runs its tests in those suites)
 #   SUITE_TIMEOUT=120  seconds for one suite;  TEST_TIMEOUT=30  for one test
 #   VARIANT_BUDGET=300 seconds of iscsi-test-cu per variant, TOTAL_BUDGET=720 for
 #                      all variants; past either, and when the target stops
@@ -54,7 +76,7 @@ source "$ROOT/scripts/lib.sh"
 LOG_TAG=conformance
 
 TARGET=${TARGET:-cairn}
-VARIANTS=${VARIANTS:-plain chap hdigest}
+VARIANTS=${VARIANTS:-plain chap hdigest removable lbppb readonly}
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-120}
 TEST_TIMEOUT=${TEST_TIMEOUT:-30}
 VARIANT_BUDGET=${VARIANT_BUDGET:-300}
@@ -84,7 +106,7 @@ case "$TARGET" in
 esac
 
 mkdir -p "$OUT"
-for v in plain chap mchap hdigest; do rm -rf "${OUT:?}/$v"; done
+for v in plain chap mchap hdigest removable lbppb readonly; do rm -rf "${OUT:?}/$v"; done
 rm -f "$OUT/summary.txt" "$OUT/tests.txt" "$OUT/all-tests.txt" "$OUT/force-digest.so"
 OUT=$(cd "$OUT" && pwd)
 
@@ -99,7 +121,6 @@ if [ -n "${SUITES:-}" ]; then
 else
     cp "$OUT/all-tests.txt" "$OUT/tests.txt"
 fi
-mapfile -t SUITE_LIST < <(cut -d. -f1 "$OUT/tests.txt" | awk '!seen[$0]++')
 
 # --- targets -------------------------------------------------------------------
 TGT_PID= CAIRN_PID=
@@ -120,6 +141,12 @@ start_target() {  # VARIANT DIR -> URL, URL2
             chap)  args+=(--chap-user "$CHAP_USER" --chap-secret "$CHAP_SECRET") ;;
             mchap) args+=(--chap-user "$CHAP_USER" --chap-secret "$CHAP_SECRET"
                           --mutual-chap-user "$MCHAP_USER" --mutual-chap-secret "$MCHAP_SECRET") ;;
+            removable) args+=(--removable) ;;
+            lbppb) args+=(--physical-block-size 4096) ;;
+            # --read-only opens an existing file and never creates or sizes it.
+            readonly) rm -f "$dir/lun.img"
+                      truncate -s "${SIZE_MIB}M" "$dir/lun.img" || return 1
+                      args+=(--read-only) ;;
         esac
         # (called in an `if`, where set -e does not apply: every step checks itself)
         cairn_start "$dir/cairn.log" "${args[@]}" || return 1
@@ -135,6 +162,11 @@ start_target() {  # VARIANT DIR -> URL, URL2
             # tgt's default is HeaderDigest=None, and it answers None even to an
             # initiator offering only CRC32C: ask it for CRC32C explicitly.
             hdigest) _tgtadm --lld iscsi --mode target --op update --tid 1 --name HeaderDigest --value CRC32C || return 1 ;;
+            removable|lbppb|readonly)
+                local param=removable=1
+                [ "$variant" = lbppb ] && param=lbppbe=3
+                [ "$variant" = readonly ] && param=readonly=1
+                _tgtadm --lld iscsi --mode logicalunit --op update --tid 1 --lun 1 --params "$param" || return 1 ;;
         esac
         URL=$TGT_URL
         URL2=${URL/:$p1\//:$p2/}
@@ -217,7 +249,7 @@ tcu() {  # TIMEOUT PATTERN OUTFILE -> 1 if it was killed by the timeout
 responsive() { timeout 15 iscsi-inq "$URL" >/dev/null 2>&1; }
 
 run_variant() {  # VARIANT -> 0 ok, 1 regressions
-    local variant=$1 suite t started
+    local variant=$1 suite t started focused= vtests vsuites=() whole
     VDIR=$OUT/$variant
     mkdir -p "$VDIR"
     unset LIBISCSI_CHAP_USERNAME LIBISCSI_CHAP_PASSWORD LIBISCSI_CHAP_TARGET_USERNAME LIBISCSI_CHAP_TARGET_PASSWORD LD_PRELOAD CAIRN_HEADER_DIGEST
@@ -227,39 +259,61 @@ run_variant() {  # VARIANT -> 0 ok, 1 regressions
         mchap) export LIBISCSI_CHAP_USERNAME=$CHAP_USER LIBISCSI_CHAP_PASSWORD=$CHAP_SECRET \
                       LIBISCSI_CHAP_TARGET_USERNAME=$MCHAP_USER LIBISCSI_CHAP_TARGET_PASSWORD=$MCHAP_SECRET ;;
         hdigest) export LD_PRELOAD=$OUT/force-digest.so CAIRN_HEADER_DIGEST=crc32c ;;
+        removable|lbppb|readonly) focused=$HERE/expected-$variant.tsv ;;
         *) _log "unknown variant $variant"; return 1 ;;
     esac
+    # The tests this variant runs: all of tests.txt, or a focused variant's own list.
+    vtests=$OUT/tests.txt
+    if [ -n "$focused" ]; then
+        vtests=$VDIR/selected.txt
+        "${TCU[@]}" select "$focused" "$OUT/tests.txt" "$OUT/all-tests.txt" >"$vtests" || return 1
+        if [ ! -s "$vtests" ]; then
+            echo "conformance $variant ($TARGET): nothing to run (SUITES=${SUITES:-} selects none of its tests)" | tee "$VDIR/summary.txt"
+            return 0
+        fi
+    fi
+    mapfile -t vsuites < <(cut -d. -f1 "$vtests" | awk '!seen[$0]++')
     _log "=== variant $variant: starting $TARGET"
     if ! start_target "$variant" "$VDIR"; then
         echo "conformance $variant ($TARGET): FAILED: the target did not start (see above and $VDIR)" | tee "$VDIR/summary.txt"
         cairn_stop; tgt_stop
         return 1
     fi
-    _log "$variant: $URL (+ $URL2), ${#SUITE_LIST[@]} suites"
+    _log "$variant: $URL (+ $URL2), ${#vsuites[@]} suites, $(wc -l <"$vtests") tests"
     local t0=$SECONDS
     run_probes "$variant" >"$VDIR/probes.tsv"
     local budget_end=$((SECONDS + VARIANT_BUDGET)) aborted=
     [ "$budget_end" -le "$TOTAL_END" ] || budget_end=$TOTAL_END
-    for suite in "${SUITE_LIST[@]}"; do
+    for suite in "${vsuites[@]}"; do
         if [ "$SECONDS" -ge "$budget_end" ]; then
             aborted="time budget (VARIANT_BUDGET/TOTAL_BUDGET) used up before suite $suite"; break
         fi
-        if ! tcu "$SUITE_TIMEOUT" "ALL.$suite" "$VDIR/suite-$suite.txt"; then
-            _log "$variant: suite $suite killed after ${SUITE_TIMEOUT}s"
-            responsive || { aborted="target unresponsive after suite $suite hung"; break; }
+        # A suite runs whole when this variant runs all its tests (always, in a full variant);
+        # otherwise its tests run one by one, as below.
+        whole=1
+        if [ -n "$focused" ] &&
+           [ "$(grep "^$suite\." "$OUT/all-tests.txt" | sort)" != "$(grep "^$suite\." "$vtests" | sort)" ]; then
+            whole=
         fi
-        # Tests that never started (the suite was killed or crashed before them)
-        # run one by one.
-        started=$("${TCU[@]}" parse "$VDIR/suite-$suite.txt" | cut -f1)
+        started=
+        if [ -n "$whole" ]; then
+            if ! tcu "$SUITE_TIMEOUT" "ALL.$suite" "$VDIR/suite-$suite.txt"; then
+                _log "$variant: suite $suite killed after ${SUITE_TIMEOUT}s"
+                responsive || { aborted="target unresponsive after suite $suite hung"; break; }
+            fi
+            started=$("${TCU[@]}" parse "$VDIR/suite-$suite.txt" | cut -f1)
+        fi
+        # Tests that never started (the suite was killed or crashed before them, or the
+        # suite is not run whole) run one by one.
         while read -r t; do
             if ! grep -qxF "$t" <<<"$started" && ! grep -qxF "$suite.*" <<<"$started"; then
                 [ "$SECONDS" -lt "$budget_end" ] || { aborted="time budget (VARIANT_BUDGET/TOTAL_BUDGET) used up in suite $suite"; break; }
-                _log "$variant: $t did not run in its suite run; running it alone"
+                [ -z "$whole" ] || _log "$variant: $t did not run in its suite run; running it alone"
                 if ! tcu "$TEST_TIMEOUT" "ALL.$t" "$VDIR/test-$t.txt"; then
                     responsive || { aborted="target unresponsive after $t hung"; break; }
                 fi
             fi
-        done < <(grep "^$suite\." "$OUT/tests.txt")
+        done < <(grep "^$suite\." "$vtests")
         [ -z "$aborted" ] || break
     done
     if [ -n "$aborted" ]; then
@@ -271,15 +325,15 @@ run_variant() {  # VARIANT -> 0 ok, 1 regressions
     stop_target "$VDIR" >>"$VDIR/probes.tsv"
     rm -f "$VDIR/lun.img" "$VDIR/lun1.img"
     _log "$variant: iscsi-test-cu took $((SECONDS - t0)) s"
-    # Suite files first, then single-test reruns, which override.
+    # Suite files first, then single-test runs, which override.
     local files=()
-    for suite in "${SUITE_LIST[@]}"; do files+=("$VDIR/suite-$suite.txt"); done
+    for suite in "${vsuites[@]}"; do [ -e "$VDIR/suite-$suite.txt" ] && files+=("$VDIR/suite-$suite.txt"); done
     for t in "$VDIR"/test-*.txt; do [ -e "$t" ] && files+=("$t"); done
-    { "${TCU[@]}" parse "${files[@]}"; cat "$VDIR/probes.tsv"; } >"$VDIR/results.tsv"
-    { cat "$OUT/tests.txt"; cut -f1 "$VDIR/probes.tsv"; } >"$VDIR/tests.txt"
-    local rc=0
-    "${TCU[@]}" check "$EXPECTED" "$VDIR/tests.txt" "$VDIR/results.tsv" --label "$variant ($TARGET)" --all "$OUT/all-tests.txt" \
-        >"$VDIR/summary.txt" || rc=$?
+    { [ ${#files[@]} -eq 0 ] || "${TCU[@]}" parse "${files[@]}"; cat "$VDIR/probes.tsv"; } >"$VDIR/results.tsv"
+    { cat "$vtests"; cut -f1 "$VDIR/probes.tsv"; } >"$VDIR/tests.txt"
+    local rc=0 check=("$EXPECTED" "$VDIR/tests.txt" "$VDIR/results.tsv" --label "$variant ($TARGET)" --all "$OUT/all-tests.txt")
+    [ -z "$focused" ] || check+=(--variant "$focused")
+    "${TCU[@]}" check "${check[@]}" >"$VDIR/summary.txt" || rc=$?
     cat "$VDIR/summary.txt"
     return "$rc"
 }

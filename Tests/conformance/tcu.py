@@ -4,9 +4,16 @@
   tcu.py list < `iscsi-test-cu --list`          SUITE.TEST of family ALL, one a line
   tcu.py parse OUT.txt...                        per-test TSV: SUITE.TEST, STATUS, detail
                                                  (a later file overrides an earlier one)
+  tcu.py select VARIANT.tsv TESTS.txt ALLTESTS.txt
+                                                 the tests a focused variant runs: its pass/skip
+                                                 lines that are in TESTS (the SUITES selection) or
+                                                 not tests of this iscsi-test-cu at all (those end
+                                                 NOTRUN, a regression)
   tcu.py check EXPECTED.tsv TESTS.txt RESULTS.tsv [--label L] [--all ALLTESTS.txt]
-                                                 summary; exit 1 on any regression
-                                                 (ALLTESTS: the full list, when TESTS is a subset)
+               [--variant VARIANT.tsv]           summary; exit 1 on any regression
+                                                 (ALLTESTS: the full list, when TESTS is a subset;
+                                                 VARIANT: a focused variant's expectations, which
+                                                 override EXPECTED's)
 
 Status of a test:
   PASS      CUnit "passed" and no "[SKIPPED]" line in the test's output
@@ -21,6 +28,12 @@ Status of a test:
 EXPECTED.tsv: SUITE.TEST <TAB> pass|skip <TAB> reason; '#' lines are comments.
 check fails a run on FAIL, NORESULT, NOTRUN, and on SKIP where pass is
 expected.  PASS where skip is expected is reported as an improvement.
+
+VARIANT.tsv (expected-<variant>.tsv, a focused variant): the same format plus a
+third status, exclude: SUITE.TEST <TAB> pass|skip|exclude <TAB> reason.  The
+variant runs exactly its pass and skip lines, checked as above; exclude lines
+are tests of those suites that it does not run, each with the reason (listed in
+the summary; an excluded test that ran anyway is a regression).
 """
 import re
 import sys
@@ -129,8 +142,41 @@ def read_tsv(path, ncols):
     return rows
 
 
-def cmd_check(expected_path, tests_path, results_path, label, all_path=None):
-    expected = {k: (v[0].strip().lower(), v[1]) for k, v in read_tsv(expected_path, 3).items()}
+STATUSES = ("pass", "skip")
+
+
+def read_expected(path, allowed):
+    rows = {k: (v[0].strip().lower(), v[1]) for k, v in read_tsv(path, 3).items()}
+    bad = [f"{k} ({v[0] or 'no status'})" for k, v in rows.items() if v[0] not in allowed]
+    if bad:
+        sys.exit(f"{path}: status must be {'|'.join(allowed)}: {', '.join(bad)}")
+    return rows
+
+
+def read_list(path):
+    with open(path) as f:
+        return [l.strip() for l in f if l.strip()]
+
+
+def cmd_select(variant_path, tests_path, all_path):
+    variant = read_expected(variant_path, STATUSES + ("exclude",))
+    selected, known = set(read_list(tests_path)), set(read_list(all_path))
+    for t, (want, _) in variant.items():
+        if want != "exclude" and (t in selected or t not in known):
+            print(t)
+    return 0
+
+
+def cmd_check(expected_path, tests_path, results_path, label, all_path=None, variant_path=None):
+    expected = read_expected(expected_path, STATUSES)
+    excluded = {}
+    if variant_path:
+        for t, (want, reason) in read_expected(variant_path, STATUSES + ("exclude",)).items():
+            if want == "exclude":
+                excluded[t] = reason
+                expected.pop(t, None)
+            else:
+                expected[t] = (want, reason)
     with open(tests_path) as f:
         tests = [l.strip() for l in f if l.strip()]
     raw = read_tsv(results_path, 3)
@@ -150,6 +196,10 @@ def cmd_check(expected_path, tests_path, results_path, label, all_path=None):
         else:
             counts[status] += 1
         want, reason = expected.get(t, (None, ""))
+        if t in excluded:
+            if status != "NOTRUN":
+                problems.append(f"  {status:<8} {t}: ran, but {variant_path} excludes it ({excluded[t][:160]})")
+            continue
         if want is None:
             notes.append(f"  not in expected.tsv: {t} ({status})")
         if status in ("FAIL", "NORESULT", "NOTRUN"):
@@ -162,7 +212,7 @@ def cmd_check(expected_path, tests_path, results_path, label, all_path=None):
     if all_path:
         with open(all_path) as f:
             known |= {l.strip() for l in f if l.strip()}
-    for t in expected:
+    for t in list(expected) + list(excluded):
         if t not in known and not t.startswith(("Probe.", "Target.")):
             notes.append(f"  in expected.tsv but not a test of this iscsi-test-cu: {t}")
     head = f"conformance{' ' + label if label else ''}:"
@@ -170,8 +220,12 @@ def cmd_check(expected_path, tests_path, results_path, label, all_path=None):
           f"skip {counts['SKIP']}  no-result {counts['NORESULT']}  not-run {counts['NOTRUN']}; "
           f"harness checks {checks['PASS']}/{checks['PASS'] + checks['FAIL']} ok; "
           f"{len(problems)} regression(s), {len(improvements)} improvement(s)")
+    if excluded:
+        print(f"excluded by {variant_path.rsplit('/', 1)[-1]} (not run):")
+        print("\n".join(f"  {t}: {r}" for t, r in excluded.items()))
     if improvements:
-        print("improvements (passed where expected.tsv says skip; update it):")
+        where = variant_path.rsplit('/', 1)[-1] if variant_path else "expected.tsv"
+        print(f"improvements (passed where the expectations say skip; update {where}):")
         print("\n".join(improvements))
     if notes:
         print("notes:")
@@ -180,7 +234,7 @@ def cmd_check(expected_path, tests_path, results_path, label, all_path=None):
         print(f"REGRESSIONS ({len(problems)}):")
         print("\n".join(problems))
         return 1
-    print("OK: every test matches expected.tsv")
+    print(f"OK: every test matches {'expected.tsv and ' + variant_path.rsplit('/', 1)[-1] if variant_path else 'expected.tsv'}")
     return 0
 
 
@@ -192,9 +246,11 @@ def main(argv):
         return cmd_list(sys.stdin)
     if argv[0] == "parse" and len(argv) > 1:
         return cmd_parse(argv[1:])
+    if argv[0] == "select" and len(argv) == 4:
+        return cmd_select(argv[1], argv[2], argv[3])
     if argv[0] == "check" and len(argv) >= 4:
         opts = dict(zip(argv[4::2], argv[5::2]))
-        return cmd_check(argv[1], argv[2], argv[3], opts.get("--label", ""), opts.get("--all"))
+        return cmd_check(argv[1], argv[2], argv[3], opts.get("--label", ""), opts.get("--all"), opts.get("--variant"))
     print(__doc__, file=sys.stderr)
     return 2
 
