@@ -114,8 +114,8 @@ struct VolumeStatsView: Encodable {
     var TotalWriteBlockCount: String
     /// Bytes written.
     var TotalWriteBytes: String
-    /// Logical blocks allocated in the volume: one RW replica's allocated bytes / `SectorSize`.
-    /// "0" when no RW replica answers the status request.
+    /// Logical blocks allocated in the volume: one RW replica's allocated bytes / `SectorSize`,
+    /// asked at most every 5 s (`Recent`). "0" when no RW replica answers the status request.
     var UsedLogicalBlocks: String
     /// Blocks used on the replica's disk. Cairn keeps no snapshots yet, so this is the same as
     /// `UsedLogicalBlocks` (in Jiva it also counts the snapshots' blocks).

@@ -3,7 +3,7 @@ import CairnVolume
 import CairnWire
 import Foundation
 import Logging
-// Hummingbird and NIO are implementation-only: none of their types is in this module's public
+// Hummingbird, NIO and ServiceLifecycle are implementation-only: none of their types is in this module's public
 // interface, so a client (the `cairn` executable) does not load them. It must not: NIO's
 // dependency swift-system has a C module (CSystem) that includes the kernel's
 // <linux/io_uring.h>, and CCairn includes liburing's own copy of it; both define
@@ -125,7 +125,8 @@ public enum HTTPEndpointError: Error, CustomStringConvertible {
 
 /// The controller's HTTP API (REST + `/metrics` + `/healthz`) over one `Volume`. Every handler
 /// takes what it shows from one hop into the volume actor (`snapshot()`, or the change it
-/// asks for); `/v1/stats` adds one status request to an RW replica for the space in use.
+/// asks for); `/v1/stats` adds one status request to an RW replica for the space in use (at
+/// most one per `Recent.maxAge`).
 ///
 /// | route | answer |
 /// |---|---|
@@ -148,6 +149,7 @@ public enum ControllerAPI {
     static func router(volume: Volume) -> Router<BasicRequestContext> {
         let router = Router()
         let metrics = ControllerMetrics(volumeName: volume.config.name)
+        let usedBytes = Recent<UInt64?>()
 
         router.get("/v1/volume") { _, _ -> Response in
             json(VolumeView(await volume.snapshot()))
@@ -186,7 +188,7 @@ public enum ControllerAPI {
         }
         router.get("/v1/stats") { _, _ -> Response in
             let s = await volume.snapshot()
-            let used = await volume.usedBytes()
+            let used = await usedBytes.get { await volume.usedBytes() }
             return json(VolumeStatsView(s, usedBytes: used))
         }
         router.get("/metrics") { _, _ -> Response in
@@ -231,6 +233,7 @@ func problem(_ status: HTTPResponse.Status, _ message: String) -> Response {
 
 /// What the replica's endpoints show, taken in one hop into the store's actor.
 struct ReplicaHTTPSnapshot: Sendable {
+    /// At most `Recent.maxAge` old (see `Recent`).
     var status: ReplicaStatus
     var reads: UInt64
     var writes: UInt64
@@ -241,12 +244,38 @@ struct ReplicaHTTPSnapshot: Sendable {
 }
 
 extension ReplicaStore {
-    /// The counters and the status (allocated bytes, record, dirty maps) in one actor turn
-    /// sequence on the store's loop.
-    func httpSnapshot() async -> ReplicaHTTPSnapshot {
-        let status = await status()
-        return ReplicaHTTPSnapshot(status: status, reads: reads, writes: writes, readBytes: readBytes,
-                                   writeBytes: writeBytes, rebuildBytesWritten: rebuildBytesWritten, errors: errors)
+    /// The counters, read in one hop into the store's actor, with `status`.
+    func httpSnapshot(status: ReplicaStatus) -> ReplicaHTTPSnapshot {
+        ReplicaHTTPSnapshot(status: status, reads: reads, writes: writes, readBytes: readBytes,
+                            writeBytes: writeBytes, rebuildBytesWritten: rebuildBytesWritten, errors: errors)
+    }
+}
+
+/// The last value of an expensive query, reused while it is younger than `maxAge`; concurrent
+/// callers of a stale one share one computation.
+///
+/// Used for a replica's status: its allocated bytes come from walking the data file's extents
+/// (two `lseek`s per extent) on the replica's data-path loop, in one go. A scrape per second
+/// against a large, fragmented volume would put that walk on the I/O path every second; through
+/// this it runs at most once per `maxAge`, whatever the scrape rate. So the space figures (the
+/// controller's `UsedLogicalBlocks`, a replica's allocated bytes and dirty regions) may be up to
+/// `maxAge` old; the counters are read fresh at every request.
+actor Recent<Value: Sendable> {
+    static var maxAge: Duration { .seconds(5) }
+    private var value: Value?
+    private var at: ContinuousClock.Instant?
+    private var inFlight: Task<Value, Never>?
+
+    func get(_ compute: @escaping @Sendable () async -> Value) async -> Value {
+        if let value, let at, ContinuousClock.now - at < Self.maxAge { return value }
+        if let inFlight { return await inFlight.value }
+        let t = Task { await compute() }
+        inFlight = t
+        let v = await t.value
+        value = v
+        at = .now
+        inFlight = nil
+        return v
     }
 }
 
@@ -260,11 +289,14 @@ public enum ReplicaHTTP {
     static func router(store: ReplicaStore) -> Router<BasicRequestContext> {
         let router = Router()
         let metrics = ReplicaMetrics(replicaID: store.replicaID)
+        let recentStatus = Recent<ReplicaStatus>()
         router.get("/healthz") { _, _ -> Response in
             text("ok \(store.replicaID)\n")
         }
         router.get("/metrics") { _, _ -> Response in
-            text(metrics.render(await store.httpSnapshot()), contentType: "text/plain; version=0.0.4; charset=utf-8")
+            let status = await recentStatus.get { await store.status() }
+            return text(metrics.render(await store.httpSnapshot(status: status)),
+                        contentType: "text/plain; version=0.0.4; charset=utf-8")
         }
         return router
     }
