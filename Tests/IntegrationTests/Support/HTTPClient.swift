@@ -45,10 +45,20 @@ enum HTTPClient {
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = port.bigEndian
         guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else { throw HarnessError("not an IPv4 address: \(host)") }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        // Other tests in this process install signal handlers (without SA_RESTART): every call
+        // is retried on EINTR.
+        // (An interrupted connect goes on in the background: EALREADY until it is done, then EISCONN.)
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            let rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if rc == 0 || errno == EISCONN { break }
+            guard (errno == EINTR || errno == EALREADY) && Date() < deadline else {
+                throw HarnessError("connect to \(hostPort): errno \(errno)")
+            }
+            usleep(1000)
         }
-        guard rc == 0 else { throw HarnessError("connect to \(hostPort): errno \(errno)") }
 
         let payload = Array((body ?? "").utf8)
         var head = "\(method) \(path) HTTP/1.1\r\nHost: \(hostPort)\r\nConnection: close\r\n"
@@ -58,6 +68,7 @@ enum HTTPClient {
         var sent = 0
         while sent < out.count {
             let n = out[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
             guard n > 0 else { throw HarnessError("send to \(hostPort): errno \(errno)") }
             sent += n
         }
@@ -66,6 +77,7 @@ enum HTTPClient {
         var buf = [UInt8](repeating: 0, count: 64 << 10)
         while true {
             let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 && errno == EINTR { continue }
             if n == 0 { break }
             guard n > 0 else { throw HarnessError("receive from \(hostPort): errno \(errno) (timeout \(timeout) s?)") }
             received += buf[..<n]
