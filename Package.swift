@@ -1,7 +1,8 @@
 // swift-tools-version:6.1
 // Cairn: replicated block storage. One module per layer, as in DESIGN.md:
 // CCairn (C shim) -> CairnIO (event loop) -> CairnBlock (block stores) -> CairnSCSI -> CairnISCSI -> cairn;
-// CairnWire (replica protocol) -> CairnReplica (replica store, server) and CairnVolume (replica set) -> cairn
+// CairnWire (replica protocol) -> CairnReplica (replica store, server) and CairnVolume (replica set) -> cairn;
+// CairnVolume and CairnReplica -> CairnAPI (HTTP API and /metrics, Hummingbird) -> cairn
 import PackageDescription
 
 let package = Package(
@@ -14,6 +15,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // HTTP API and /metrics (CairnAPI only; no data-path module depends on these). Hummingbird's
+        // default traits (swift-configuration support, full Foundation) are not needed: off.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Both already required by Hummingbird; named here for NIOPosix (the API's own one-thread
+        // loop group) and ServiceLifecycle (to stop the server gracefully without signal handlers).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .target(
@@ -63,10 +72,21 @@ let package = Package(
             name: "CairnVolume",
             dependencies: ["CairnWire", "CairnBlock", "CairnIO", .product(name: "Logging", package: "swift-log")]
         ),
+        .target(
+            name: "CairnAPI",
+            dependencies: [
+                "CairnVolume", "CairnReplica", "CairnWire",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "cairn",
             dependencies: [
-                "CairnISCSI", "CairnSCSI", "CairnBlock", "CairnIO", "CairnWire", "CairnReplica", "CairnVolume",
+                "CairnISCSI", "CairnSCSI", "CairnBlock", "CairnIO", "CairnWire", "CairnReplica", "CairnVolume", "CairnAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

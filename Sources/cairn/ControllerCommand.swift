@@ -1,4 +1,5 @@
 import ArgumentParser
+import CairnAPI
 import CairnBlock
 import CairnIO
 import CairnISCSI
@@ -70,7 +71,11 @@ struct ControllerCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(help: "Serve the HTTP API (REST, /metrics, /healthz) on HOST:PORT (port 0 picks one); needs --replica.")
+    var api: HostPort?
+
     func validate() throws {
+        guard api == nil || !replica.isEmpty else { throw ValidationError("--api needs --replica") }
         guard blockSize == 512 || blockSize == 4096 else { throw ValidationError("--block-size must be 512 or 4096") }
         guard size.bytes > 0, size.bytes % UInt64(blockSize) == 0 else {
             throw ValidationError("--size must be a positive multiple of the block size")
@@ -106,6 +111,7 @@ struct ControllerCommand: AsyncParsableCommand {
         loop.start()
         let store: any BlockStore
         var backing: String
+        var replicated: Volume?
         if let file {
             let f = try FileBlockStore(path: file, size: size.bytes, blockSize: blockSize, loop: loop, logger: logger,
                                        readOnly: readOnly)
@@ -119,6 +125,7 @@ struct ControllerCommand: AsyncParsableCommand {
                                       rebuildBytesPerSecond: rebuildRate.bytes)
             let volume = Volume(config: config, loop: loop, logger: logger)
             try await loop.run { await volume.start() }
+            replicated = volume
             store = ReplicatedStore(volume: volume)
             backing = "\(replica.count) replicas (min healthy \(config.minHealthy))"
         }
@@ -140,9 +147,18 @@ struct ControllerCommand: AsyncParsableCommand {
         logger.info("serving", metadata: ["backing": "\(backing)", "size": "\(size.bytes)",
                                           "removable": "\(removable)", "read-only": "\(readOnly)",
                                           "physical-block-size": "\(physicalBlockSize?.bytes ?? UInt64(blockSize))"])
+        // The HTTP API on its own thread, once the data path is up; stopped before it.
+        var http: HTTPEndpoint?
+        if let api, let replicated {
+            let e = try await ControllerAPI.serve(volume: replicated, host: api.host, port: Int(api.port), logger: logger)
+            http = e
+            print("cairn: api \(e.url)")
+            fflush(nil)
+        }
 
         let signo = try await loop.run { try await loop.waitForSignal([SIGINT, SIGTERM]) }
         logger.notice("signal \(signo): stopping; finishing in-flight I/O")
+        await http?.stop()
         await server.shutdown()
         await scsi.close()
         loop.stopAndJoin()

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CairnAPI
 import CairnIO
 import CairnReplica
 import Glibc
@@ -21,6 +22,9 @@ struct ReplicaCommand: AsyncParsableCommand {
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
+
+    @Option(help: "Serve /healthz and /metrics over HTTP on HOST:PORT (port 0 picks one).")
+    var http: HostPort?
 
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
@@ -46,8 +50,16 @@ struct ReplicaCommand: AsyncParsableCommand {
         let hp = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         print("cairn: replica \(store.replicaID) ready on \(hp) (\(store.size) bytes in \(dir))")
         fflush(nil)
+        var endpoint: HTTPEndpoint?
+        if let http {
+            let e = try await ReplicaHTTP.serve(store: store, host: http.host, port: Int(http.port), logger: logger)
+            endpoint = e
+            print("cairn: http \(e.url)")
+            fflush(nil)
+        }
         let signo = try await loop.run { try await loop.waitForSignal([SIGINT, SIGTERM]) }
         logger.notice("signal \(signo): stopping; finishing in-flight requests")
+        await endpoint?.stop()
         try await loop.run {
             await server.shutdown()
             await store.close()

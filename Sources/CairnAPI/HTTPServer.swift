@@ -1,0 +1,303 @@
+import CairnReplica
+import CairnVolume
+import CairnWire
+import Foundation
+import Logging
+// Hummingbird, NIO and ServiceLifecycle are implementation-only: none of their types is in this module's public
+// interface, so a client (the `cairn` executable) does not load them. It must not: NIO's
+// dependency swift-system has a C module (CSystem) that includes the kernel's
+// <linux/io_uring.h>, and CCairn includes liburing's own copy of it; both define
+// `struct io_uring_sqe`, differently, and a compilation that loads both C modules fails.
+// Hence the compiler's warning about `@_implementationOnly` without library evolution: it is
+// safe here because no public or inlinable declaration of CairnAPI mentions these modules.
+@_implementationOnly import Hummingbird
+@_implementationOnly import NIOPosix
+@_implementationOnly import ServiceLifecycle
+
+/// An HTTP server (Hummingbird) on its own NIO event loop group of one thread, apart from the
+/// data path's event loop: a slow client or a large scrape never runs on the loop that serves
+/// I/O. Handlers reach the data path only through actor hops (`await volume.snapshot()`).
+///
+/// Started after the data path is up and stopped before it: `stop()` shuts the server down
+/// gracefully (the listener closes, requests in flight finish, idle connections close; after a
+/// deadline the server's task is cancelled), then ends the thread. No signal handler is
+/// installed here: the process's signals stay with the data path's loop, which calls `stop()`.
+public final class HTTPEndpoint: Sendable {
+    /// The bound port (the one asked for, or the one the kernel chose for port 0).
+    public let port: Int
+    public let host: String
+    // Only standard types in this public class's layout: NIO's stay out of the interface (see
+    // the imports above). It is a `MultiThreadedEventLoopGroup`.
+    private let group: any Sendable
+    /// A `ServiceGroup` running the Hummingbird application.
+    private let services: any Sendable
+    private let task: Task<Void, Never>
+    private let logger: Logger
+
+    private init(port: Int, host: String, group: MultiThreadedEventLoopGroup, services: ServiceGroup,
+                 task: Task<Void, Never>, logger: Logger) {
+        self.port = port
+        self.host = host
+        self.group = group
+        self.services = services
+        self.task = task
+        self.logger = logger
+    }
+
+    /// `http://HOST:PORT` with the bound port ([v6] in brackets).
+    public var url: String { host.contains(":") ? "http://[\(host)]:\(port)" : "http://\(host):\(port)" }
+
+    /// Binds HOST:PORT and serves `router`; returns once the listener is bound, or throws (after
+    /// cleaning up) when it cannot be.
+    static func start(router: Router<BasicRequestContext>, host: String, port: Int,
+                             logger: Logger) async throws -> HTTPEndpoint {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let (bound, boundCont) = AsyncStream<Result<Int, any Error>>.makeStream()
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "cairn"),
+            onServerRunning: { channel in boundCont.yield(.success(channel.localAddress?.port ?? port)) },
+            eventLoopGroupProvider: .shared(group),
+            logger: logger
+        )
+        // No shutdown or cancellation signals: `stop()` triggers the graceful shutdown.
+        let services = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        let task = Task<Void, Never> {
+            do {
+                try await services.run()
+                boundCont.yield(.failure(HTTPEndpointError.stopped))
+            } catch {
+                boundCont.yield(.failure(error))
+            }
+            boundCont.finish()
+        }
+        var it = bound.makeAsyncIterator()
+        switch await it.next() {
+        case .success(let p):
+            return HTTPEndpoint(port: p, host: host, group: group, services: services, task: task, logger: logger)
+        case .failure(let error):
+            await task.value
+            try? await group.shutdownGracefully()
+            throw error
+        case nil:
+            task.cancel()
+            try? await group.shutdownGracefully()
+            throw HTTPEndpointError.stopped
+        }
+    }
+
+    /// Stops serving: a graceful shutdown, then (if it has not ended within `timeoutSeconds`)
+    /// cancellation; then ends the thread.
+    public func stop(timeoutSeconds: Double = 5) async {
+        if let services = services as? ServiceGroup { await services.triggerGracefulShutdown() }
+        if !(await ended(within: timeoutSeconds)) {
+            logger.warning("HTTP server still running \(timeoutSeconds) s after its shutdown began: cancelling it")
+            task.cancel()
+            _ = await ended(within: 2)
+        }
+        if let group = group as? MultiThreadedEventLoopGroup {
+            do { try await group.shutdownGracefully() } catch { logger.warning("HTTP loop shutdown: \(error)") }
+        }
+    }
+
+    /// Whether the server's task ends within `seconds`. Unstructured waits, so a server that does
+    /// not end cannot hold this call past the deadline.
+    private func ended(within seconds: Double) async -> Bool {
+        let (first, firstCont) = AsyncStream<Bool>.makeStream()
+        Task { [task] in
+            await task.value
+            firstCont.yield(true)
+        }
+        Task {
+            try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
+            firstCont.yield(false)
+        }
+        var it = first.makeAsyncIterator()
+        return await it.next() ?? false
+    }
+}
+
+public enum HTTPEndpointError: Error, CustomStringConvertible {
+    case stopped
+
+    public var description: String { "the HTTP server stopped before it was listening" }
+}
+
+/// The controller's HTTP API (REST + `/metrics` + `/healthz`) over one `Volume`. Every handler
+/// takes what it shows from one hop into the volume actor (`snapshot()`, or the change it
+/// asks for); `/v1/stats` adds one status request to an RW replica for the space in use (at
+/// most one per `Recent.maxAge`).
+///
+/// | route | answer |
+/// |---|---|
+/// | `GET /v1/volume` | `VolumeView` |
+/// | `GET /v1/replicas` | `[ReplicaView]` |
+/// | `POST /v1/replicas` `{"address":"HOST:PORT"}` | 201 + the replica list; 409 if present; 400 bad body |
+/// | `DELETE /v1/replicas/{id or address}` | 204; 404 unknown; 409 if quorum would break |
+/// | `GET /v1/stats` | `VolumeStatsView` (Jiva's `/v1/stats` fields) |
+/// | `GET /metrics` | Prometheus text (`ControllerMetrics`) |
+/// | `GET /healthz` | 200 `ok` unless the volume is offline, then 503 |
+public enum ControllerAPI {
+    /// Largest request body accepted (the only body is a replica address).
+    static let maxBody = 64 << 10
+
+    /// Serves the API for `volume` on HOST:PORT (see `HTTPEndpoint`).
+    public static func serve(volume: Volume, host: String, port: Int, logger: Logger) async throws -> HTTPEndpoint {
+        try await HTTPEndpoint.start(router: router(volume: volume), host: host, port: port, logger: logger)
+    }
+
+    static func router(volume: Volume) -> Router<BasicRequestContext> {
+        let router = Router()
+        let metrics = ControllerMetrics(volumeName: volume.config.name)
+        let usedBytes = Recent<UInt64?>()
+
+        router.get("/v1/volume") { _, _ -> Response in
+            json(VolumeView(await volume.snapshot()))
+        }
+        router.get("/v1/replicas") { _, _ -> Response in
+            json(await volume.snapshot().replicas.map(ReplicaView.init))
+        }
+        router.post("/v1/replicas") { request, _ -> Response in
+            var request = request
+            let body: ByteBuffer
+            do { body = try await request.collectBody(upTo: maxBody) } catch {
+                return problem(.contentTooLarge, "the body is larger than \(maxBody) bytes")
+            }
+            guard let add = try? JSONDecoder().decode(AddReplicaRequest.self, from: Data(body.readableBytesView)) else {
+                return problem(.badRequest, #"expected a JSON body {"address":"HOST:PORT"}"#)
+            }
+            guard let address = ReplicaAddress(add.address.trimmingCharacters(in: .whitespaces)) else {
+                return problem(.badRequest, "not a HOST:PORT address: \(add.address)")
+            }
+            do throws(VolumeError) {
+                try await volume.addReplica(address)
+            } catch {
+                return problem(status(of: error), error.description)
+            }
+            return json(await volume.snapshot().replicas.map(ReplicaView.init), status: .created)
+        }
+        router.delete("/v1/replicas/:id") { _, context -> Response in
+            guard let raw = context.parameters.get("id") else { return problem(.badRequest, "no replica id") }
+            let id = raw.removingPercentEncoding ?? raw
+            do throws(VolumeError) {
+                try await volume.removeReplica(id)
+            } catch {
+                return problem(status(of: error), error.description)
+            }
+            return Response(status: .noContent)
+        }
+        router.get("/v1/stats") { _, _ -> Response in
+            let s = await volume.snapshot()
+            let used = await usedBytes.get { await volume.usedBytes() }
+            return json(VolumeStatsView(s, usedBytes: used))
+        }
+        router.get("/metrics") { _, _ -> Response in
+            text(metrics.render(await volume.snapshot()), contentType: "text/plain; version=0.0.4; charset=utf-8")
+        }
+        router.get("/healthz") { _, _ -> Response in
+            let state = await volume.state
+            return state == .offline ? text("offline\n", status: .serviceUnavailable) : text("ok\n")
+        }
+        return router
+    }
+
+    static func status(of error: VolumeError) -> HTTPResponse.Status {
+        switch error {
+        case .notFound: return .notFound
+        case .conflict: return .conflict
+        }
+    }
+}
+
+// MARK: - Response helpers (shared with the replica's endpoints)
+
+func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Response {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys]
+    guard let data = try? e.encode(value) else {
+        return text("could not encode the answer\n", status: .internalServerError)
+    }
+    var body = ByteBuffer()
+    body.writeBytes(data)
+    body.writeString("\n")
+    return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
+}
+
+func text(_ s: String, status: HTTPResponse.Status = .ok, contentType: String = "text/plain; charset=utf-8") -> Response {
+    Response(status: status, headers: [.contentType: contentType], body: .init(byteBuffer: ByteBuffer(string: s)))
+}
+
+func problem(_ status: HTTPResponse.Status, _ message: String) -> Response {
+    json(ErrorView(error: message), status: status)
+}
+
+/// What the replica's endpoints show, taken in one hop into the store's actor.
+struct ReplicaHTTPSnapshot: Sendable {
+    /// At most `Recent.maxAge` old (see `Recent`).
+    var status: ReplicaStatus
+    var reads: UInt64
+    var writes: UInt64
+    var readBytes: UInt64
+    var writeBytes: UInt64
+    var rebuildBytesWritten: UInt64
+    var errors: UInt64
+}
+
+extension ReplicaStore {
+    /// The counters, read in one hop into the store's actor, with `status`.
+    func httpSnapshot(status: ReplicaStatus) -> ReplicaHTTPSnapshot {
+        ReplicaHTTPSnapshot(status: status, reads: reads, writes: writes, readBytes: readBytes,
+                            writeBytes: writeBytes, rebuildBytesWritten: rebuildBytesWritten, errors: errors)
+    }
+}
+
+/// The last value of an expensive query, reused while it is younger than `maxAge`; concurrent
+/// callers of a stale one share one computation.
+///
+/// Used for a replica's status: its allocated bytes come from walking the data file's extents
+/// (two `lseek`s per extent) on the replica's data-path loop, in one go. A scrape per second
+/// against a large, fragmented volume would put that walk on the I/O path every second; through
+/// this it runs at most once per `maxAge`, whatever the scrape rate. So the space figures (the
+/// controller's `UsedLogicalBlocks`, a replica's allocated bytes and dirty regions) may be up to
+/// `maxAge` old; the counters are read fresh at every request.
+actor Recent<Value: Sendable> {
+    static var maxAge: Duration { .seconds(5) }
+    private var value: Value?
+    private var at: ContinuousClock.Instant?
+    private var inFlight: Task<Value, Never>?
+
+    func get(_ compute: @escaping @Sendable () async -> Value) async -> Value {
+        if let value, let at, ContinuousClock.now - at < Self.maxAge { return value }
+        if let inFlight { return await inFlight.value }
+        let t = Task { await compute() }
+        inFlight = t
+        let v = await t.value
+        value = v
+        at = .now
+        inFlight = nil
+        return v
+    }
+}
+
+/// The replica's HTTP endpoints: `GET /healthz` (200, `ok <replica id>`) and `GET /metrics`.
+public enum ReplicaHTTP {
+    /// Serves them for `store` on HOST:PORT (see `HTTPEndpoint`).
+    public static func serve(store: ReplicaStore, host: String, port: Int, logger: Logger) async throws -> HTTPEndpoint {
+        try await HTTPEndpoint.start(router: router(store: store), host: host, port: port, logger: logger)
+    }
+
+    static func router(store: ReplicaStore) -> Router<BasicRequestContext> {
+        let router = Router()
+        let metrics = ReplicaMetrics(replicaID: store.replicaID)
+        let recentStatus = Recent<ReplicaStatus>()
+        router.get("/healthz") { _, _ -> Response in
+            text("ok \(store.replicaID)\n")
+        }
+        router.get("/metrics") { _, _ -> Response in
+            let status = await recentStatus.get { await store.status() }
+            return text(metrics.render(await store.httpSnapshot(status: status)),
+                        contentType: "text/plain; version=0.0.4; charset=utf-8")
+        }
+        return router
+    }
+}
