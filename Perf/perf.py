@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Helpers for Perf/run (Python standard library only).
 
-  perf.py job --pid PID --ramp SECONDS --out CPU.json -- FIO ARGS...
-      Runs fio, and measures the target process PID while fio's measured
+  perf.py job --pid PID[,PID...] --ramp SECONDS --out CPU.json -- FIO ARGS...
+      Runs fio, and measures the target's processes (a controller and its
+      replicas: all of them are the target's cost) while fio's measured
       window lasts: CPU time (utime + stime of /proc/PID/stat, all threads) and
       context switches (voluntary + nonvoluntary, summed over
-      /proc/PID/task/*/status).  The first sample is taken RAMP seconds after
+      /proc/PID/task/*/status), summed over the PIDs.  The first sample is taken RAMP seconds after
       fio starts (fio's ramp_time: I/O then is not counted by fio either), the
       second when fio exits.  Writes {"cpu_s", "ctx_vol", "ctx_invol",
       "window_s", "fio_rc"} to CPU.json; exits with fio's status.
@@ -46,10 +47,16 @@ def sample(pid):
     return time.monotonic(), cpu, vol, invol
 
 
+def sample_all(pids):
+    samples = [sample(p) for p in pids]
+    return (samples[-1][0], sum(x[1] for x in samples), sum(x[2] for x in samples), sum(x[3] for x in samples))
+
+
 def cmd_job(argv):
     sep = argv.index("--")
     opts = dict(zip(argv[:sep:2], argv[1:sep:2]))
-    pid, ramp, out = int(opts["--pid"]), float(opts["--ramp"]), opts["--out"]
+    pids = [int(p) for p in opts["--pid"].split(",")]
+    ramp, out = float(opts["--ramp"]), opts["--out"]
     fio = subprocess.Popen(argv[sep + 1:])
     first = last = None
     try:
@@ -57,12 +64,12 @@ def cmd_job(argv):
             rc = fio.wait(timeout=ramp)
         except subprocess.TimeoutExpired:
             rc = None
-        first = sample(pid)
+        first = sample_all(pids)
         if rc is None:
             rc = fio.wait()
-        last = sample(pid)
+        last = sample_all(pids)
     except (OSError, IndexError, ValueError) as e:  # the target went away
-        print(f"perf.py: cannot sample pid {pid}: {e}", file=sys.stderr)
+        print(f"perf.py: cannot sample pids {pids}: {e}", file=sys.stderr)
         rc = fio.wait()
     if first and last:
         result = {"cpu_s": last[1] - first[1], "ctx_vol": last[2] - first[2],
@@ -125,14 +132,14 @@ def cmd_report(rundir):
     with open(os.path.join(rundir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
 
-    a, b = targets[0], targets[-1]
+    b = targets[-1]  # the reference: tgt in the default set
     md = [f"# Cairn perf: {meta['date']}", "",
           f"- targets: " + "; ".join(f"**{t}**: {meta['describe'][t]}" for t in targets),
           f"- fio {meta['fio']} (libiscsi engine), numjobs=1, size {meta['size']}, "
           f"ramp {meta['ramp']} s then {meta['runtime']} s measured; targets alternate job by job",
           f"- host: {meta['host']}",
-          "- CPU µs/IO: the target process's utime+stime over fio's measured window / I/Os; "
-          "ctx/IO: its context switches (all threads) / I/Os", "",
+          "- CPU µs/IO: the target's processes' (controller and replicas) utime+stime over fio's "
+          "measured window / I/Os; ctx/IO: their context switches (all threads) / I/Os", "",
           "| job | target | IOPS | MiB/s | mean lat µs | p99 lat µs | CPU µs/IO | ctx/IO |",
           "|---|---|---:|---:|---:|---:|---:|---:|"]
     for j in jobs:
@@ -143,7 +150,10 @@ def cmd_report(rundir):
                 continue
             md.append(f"| {j} | {t} | {fmt(r['iops'])} | {fmt(r['mib_s'], 1)} | {fmt(r['lat_mean_us'], 1)} "
                       f"| {fmt(r['lat_p99_us'], 1)} | {fmt(r['cpu_us_per_io'], 1)} | {fmt(r['ctx_per_io'], 2)} |")
-    if len(targets) > 1:
+    pairs = [(t, b) for t in targets[:-1]]
+    if "cairn" in targets:
+        pairs += [(t, "cairn") for t in targets if t.startswith("cairn-r")]
+    for a, b in pairs:
         md += ["", f"Ratios {a} / {b} (IOPS and MiB/s: higher is better for {a}; "
                    f"latency and CPU: lower is better for {a}):", "",
                "| job | IOPS | MiB/s | mean lat | p99 lat | CPU/IO |", "|---|---:|---:|---:|---:|---:|"]

@@ -11,6 +11,12 @@
 #                                 CAIRN_READY_TIMEOUT, default 30 s) for its
 #                                 "cairn: ready iscsi://..." line; sets CAIRN_PID
 #                                 and CAIRN_URL
+#   replica_start LOG DIR PORT SIZE [ARGS...]
+#                                 start `cairn replica --dir DIR --listen
+#                                 127.0.0.1:PORT --size SIZE ARGS...` in the
+#                                 background, output to LOG; wait (bounded by
+#                                 CAIRN_READY_TIMEOUT) for its "ready" line;
+#                                 sets REPLICA_PID
 #   tgt_start DIR PORT SIZE_MIB [BSOFLAGS]
 #                                 start a private tgtd on 127.0.0.1:PORT with one
 #                                 file-backed LUN (LUN 1; tgt's LUN 0 is its
@@ -106,6 +112,23 @@ cairn_stop() {
     [ -n "${CAIRN_PID:-}" ] || return 0
     stop_pid "$CAIRN_PID" "${CAIRN_STOP_TIMEOUT:-15}"
     CAIRN_PID=
+}
+
+replica_start() {  # LOG DIR PORT SIZE [ARGS...]
+    local log=$1 dir=$2 port=$3 size=$4; shift 4
+    local bin deadline
+    bin=$(cairn_bin) || return 1
+    : >"$log"
+    "$bin" replica --dir "$dir" --listen "127.0.0.1:$port" --size "$size" "$@" </dev/null >>"$log" 2>&1 &
+    REPLICA_PID=$!
+    deadline=$((SECONDS + ${CAIRN_READY_TIMEOUT:-30}))
+    until grep -q 'cairn: replica .* ready on' "$log"; do
+        if ! alive "$REPLICA_PID" || [ "$SECONDS" -ge "$deadline" ]; then
+            _log "replica on port $port did not become ready; its log ($log):"; tail -n 30 "$log" >&2
+            stop_pid "$REPLICA_PID" 5; REPLICA_PID=; return 1
+        fi
+        sleep 0.05
+    done
 }
 
 TGT_IQN=${TGT_IQN:-iqn.2026-11.test:tgt}

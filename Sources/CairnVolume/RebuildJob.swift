@@ -81,37 +81,44 @@ actor RebuildJob {
 
         let rate = max(UInt64(1), config.rebuildBytesPerSecond)
         let t0 = monotonicNanos()
-        let bs = UInt64(config.blockSize)
         let chunk = UInt64(config.rebuildChunkBytes)
-        let pool = loop.buffers
-        for e in extents {
-            var off = e.offset
-            while off < e.end {
-                try checkCancelled()
-                let len = min(chunk, e.end - off)
-                // Pace: chunk n may start only once the bytes before it fit the rate.
-                let due = t0 &+ progress.copiedBytes * 1_000_000_000 / rate
-                let now = monotonicNanos()
-                if due > now { await loop.sleep(nanoseconds: due - now) }
-                let lock = await volume.lockRange(lba: off / bs, count: (len + bs - 1) / bs)
-                let buf = pool.take(Int(len))
-                let rs = await source.read(offset: off, into: buf, epoch: epoch, rebuild: true)
-                var ws = WireStatus.ok
-                if rs == .ok {
-                    (ws, _) = await target.request(.write, epoch: epoch, offset: off, extent: len, flags: [.rebuild], data: buf)
+        // Chunks in flight at once: one chunk's round trip (read from the source, write to the
+        // target) must not bound the rate when the replicas are busy with the volume's own I/O.
+        let depth = max(1, config.rebuildChunksInFlight)
+        var chunks = ChunkCursor(extents: extents, chunk: chunk)
+        var issued: UInt64 = 0
+        var failure: RebuildError?
+        await withTaskGroup(of: ChunkResult.self) { group in
+            var running = 0
+            while true {
+                if failure == nil, running < depth, let (off, len) = chunks.next() {
+                    if cancelled { failure = .cancelled; continue }
+                    // Pace: a chunk may start only once the bytes issued before it fit the rate.
+                    let due = t0 &+ issued * 1_000_000_000 / rate
+                    let now = monotonicNanos()
+                    if due > now { await loop.sleep(nanoseconds: due - now) }
+                    issued += len
+                    running += 1
+                    group.addTask { await self.copyChunk(offset: off, length: len, from: source, epoch: epoch) }
+                    continue
                 }
-                pool.give(buf)
-                await volume.unlockRange(lock)
-                guard rs == .ok else {
-                    await volume.sourceFailed(sourceKey, "rebuild read failed: \(rs)")
-                    throw .source("read: \(rs)")
+                guard running > 0, let r = await group.next() else { break }
+                running -= 1
+                switch r {
+                case .copied(let len):
+                    progress.copiedBytes += len
+                    await volume.rebuildProgress(key, progress, copied: len)
+                case .sourceFailed(let st):
+                    if failure == nil {
+                        await volume.sourceFailed(sourceKey, "rebuild read failed: \(st)")
+                        failure = .source("read: \(st)")
+                    }
+                case .targetFailed(let st):
+                    if failure == nil { failure = .target("write: \(st)") }
                 }
-                guard ws == .ok else { throw .target("write: \(ws)") }
-                progress.copiedBytes += len
-                off += len
-                await volume.rebuildProgress(key, progress, copied: len)
             }
         }
+        if let failure { throw failure }
         let secs = Double(monotonicNanos() &- t0) / 1e9
         let (fs, _) = await target.request(.flush, epoch: epoch)
         guard fs == .ok else { throw .target("flush: \(fs)") }
@@ -121,6 +128,29 @@ actor RebuildJob {
         let rateText = secs > 0 ? "\(UInt64(Double(progress.copiedBytes) / secs)) B/s" : "-"
         logger.notice("copied \(progress.copiedBytes) bytes in \((secs * 1000).rounded() / 1000) s (\(rateText), limit \(rate) B/s); switching to RW")
         guard await volume.promote(key, job: self, source: source) else { throw .cancelled }
+    }
+
+    private enum ChunkResult: Sendable {
+        case copied(UInt64)
+        case sourceFailed(WireStatus)
+        case targetFailed(WireStatus)
+    }
+
+    /// Copies one chunk under the range lock, so no write to it lands between the read and the write.
+    private func copyChunk(offset: UInt64, length: UInt64, from source: ReplicaLink, epoch: UInt64) async -> ChunkResult {
+        let bs = UInt64(volume.config.blockSize)
+        let lock = await volume.lockRange(lba: offset / bs, count: (length + bs - 1) / bs)
+        let buf = loop.buffers.take(Int(length))
+        let rs = await source.read(offset: offset, into: buf, epoch: epoch, rebuild: true)
+        var ws = WireStatus.ok
+        if rs == .ok {
+            (ws, _) = await target.request(.write, epoch: epoch, offset: offset, extent: length, flags: [.rebuild], data: buf)
+        }
+        loop.buffers.give(buf)
+        await volume.unlockRange(lock)
+        if rs != .ok { return .sourceFailed(rs) }
+        if ws != .ok { return .targetFailed(ws) }
+        return .copied(length)
     }
 
     private func dirtyExtents(_ source: ReplicaLink, _ rec: EpochRecord, _ epoch: UInt64) async throws(RebuildError) -> [Extent]? {
@@ -240,5 +270,33 @@ extension Volume {
         logger.notice("replica \(id) is RW at \(next); writes paused \(pause / 1000) µs for the switch")
         _ = ok
         return true
+    }
+}
+
+/// Walks a list of extents in chunks of at most `chunk` bytes.
+struct ChunkCursor {
+    let extents: [Extent]
+    let chunk: UInt64
+    private var index = 0
+    private var offset: UInt64?
+
+    init(extents: [Extent], chunk: UInt64) {
+        self.extents = extents
+        self.chunk = chunk
+    }
+
+    mutating func next() -> (UInt64, UInt64)? {
+        while index < extents.count {
+            let e = extents[index]
+            let off = offset ?? e.offset
+            if off < e.end {
+                let len = min(chunk, e.end - off)
+                offset = off + len
+                return (off, len)
+            }
+            index += 1
+            offset = nil
+        }
+        return nil
     }
 }

@@ -16,6 +16,7 @@ public struct VolumeConfig: Sendable {
     public var rebuildBytesPerSecond: UInt64
     public var reconnectIntervalNanos: UInt64 = 500_000_000
     public var rebuildChunkBytes: Int = 256 << 10
+    public var rebuildChunksInFlight: Int = 4
 
     public init(name: String, size: UInt64, blockSize: Int, replicas: [ReplicaAddress], minHealthy: Int? = nil,
                 replicaTimeoutNanos: UInt64 = 5_000_000_000, rebuildBytesPerSecond: UInt64 = 64 << 20) {
