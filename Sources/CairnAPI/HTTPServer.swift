@@ -233,7 +233,6 @@ func problem(_ status: HTTPResponse.Status, _ message: String) -> Response {
 
 /// What the replica's endpoints show, taken in one hop into the store's actor.
 struct ReplicaHTTPSnapshot: Sendable {
-    /// At most `Recent.maxAge` old (see `Recent`).
     var status: ReplicaStatus
     var reads: UInt64
     var writes: UInt64
@@ -251,15 +250,12 @@ extension ReplicaStore {
     }
 }
 
-/// The last value of an expensive query, reused while it is younger than `maxAge`; concurrent
-/// callers of a stale one share one computation.
+/// The last value of a query that costs a request to a replica, reused while it is younger than
+/// `maxAge`; concurrent callers of a stale one share one computation.
 ///
-/// Used for a replica's status: its allocated bytes come from walking the data file's extents
-/// (two `lseek`s per extent) on the replica's data-path loop, in one go. A scrape per second
-/// against a large, fragmented volume would put that walk on the I/O path every second; through
-/// this it runs at most once per `maxAge`, whatever the scrape rate. So the space figures (the
-/// controller's `UsedLogicalBlocks`, a replica's allocated bytes and dirty regions) may be up to
-/// `maxAge` old; the counters are read fresh at every request.
+/// Used for the controller's space in use (`UsedLogicalBlocks`): it asks an RW replica over the
+/// replica link, on the data path's connection. Through this, however many clients scrape, the
+/// volume sends at most one such request per `maxAge`; the counters are read fresh every time.
 actor Recent<Value: Sendable> {
     static var maxAge: Duration { .seconds(5) }
     private var value: Value?
@@ -289,12 +285,12 @@ public enum ReplicaHTTP {
     static func router(store: ReplicaStore) -> Router<BasicRequestContext> {
         let router = Router()
         let metrics = ReplicaMetrics(replicaID: store.replicaID)
-        let recentStatus = Recent<ReplicaStatus>()
         router.get("/healthz") { _, _ -> Response in
             text("ok \(store.replicaID)\n")
         }
         router.get("/metrics") { _, _ -> Response in
-            let status = await recentStatus.get { await store.status() }
+            // A replica's status is cheap (its allocated bytes come from one fstat): asked every time.
+            let status = await store.status()
             return text(metrics.render(await store.httpSnapshot(status: status)),
                         contentType: "text/plain; version=0.0.4; charset=utf-8")
         }

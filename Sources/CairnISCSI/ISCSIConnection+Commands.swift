@@ -338,8 +338,10 @@ extension ISCSIConnection {
             response = await target.taskManagement(.clearACA, lun: lun, nexus: nexus)
         case 8:
             response = .reassignmentNotSupported
-        case 7:
-            response = .notSupported
+        case 7:  // TARGET COLD RESET: a warm reset, then every connection closes (below)
+            await abort(tasks.all)
+            await server.abortTasks(lun: nil, except: self)
+            response = await target.taskManagement(.targetColdReset, lun: lun, nexus: nexus)
         default:
             response = .functionRejected
         }
@@ -349,6 +351,15 @@ extension ISCSIConnection {
         var h = BasicHeaderSegment.taskManagementResponse(itt: bhs.initiatorTaskTag, response: response.rawValue)
         stamp(&h)
         await send(OutPDU(bhs: h))
+        if bhs.tmfFunction == 7 && response == .functionComplete {
+            // §11.5.1: after the response, the target terminates all of its TCP connections to
+            // all initiators (all sessions), this one last so the response leaves first.
+            logger.notice("target cold reset: closing every connection")
+            await server.terminateAll(except: self)
+            await writer.drain()
+            ended = true
+            socket.shutdown()
+        }
     }
 
     /// Aborts tasks: those waiting for data go at once; executing ones finish in the SCSI layer

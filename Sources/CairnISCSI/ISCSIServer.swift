@@ -146,6 +146,13 @@ public actor ISCSIServer {
         }
     }
 
+    /// A target cold reset closes every other connection (and with it every session).
+    func terminateAll(except: ISCSIConnection) async {
+        for c in Array(connections.values) where c !== except {
+            await c.terminate()
+        }
+    }
+
     /// Test hook: how many connections are open.
     public var connectionCount: Int { connections.count }
 }

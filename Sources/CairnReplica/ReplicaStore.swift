@@ -39,7 +39,7 @@ public actor ReplicaStore {
         self.loop = loop
         self.directory = directory
         self.logger = logger
-        if mkdir(directory, 0o755) != 0 && errno != EEXIST { throw .io("mkdir \(directory): \(errnoText())") }
+        try makeDirectories(directory)
         let metaPath = directory + "/replica.json"
         var meta: ReplicaMetadata
         if let m = try ReplicaMetadata.load(metaPath) {
@@ -289,5 +289,15 @@ public actor ReplicaStore {
 
     public func close() async {
         await data.close()
+    }
+}
+
+/// `mkdir -p`: creates `path` and any missing parent.
+func makeDirectories(_ path: String) throws(ReplicaError) {
+    var prefix = path.hasPrefix("/") ? "/" : ""
+    for part in path.split(separator: "/") {
+        prefix += part
+        if mkdir(prefix, 0o755) != 0 && errno != EEXIST { throw .io("mkdir \(prefix): \(errnoText())") }
+        prefix += "/"
     }
 }

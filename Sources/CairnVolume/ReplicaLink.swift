@@ -66,7 +66,8 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
             throw .connect("\(error)")
         }
         let r = FrameReader(socket: s)
-        let w = FrameWriter(socket: s)
+        // Coalesced: the fan-outs of every command this turn leave in one writev per replica.
+        let w = FrameWriter(socket: s, coalesce: true)
         socket = s
         reader = r
         writer = w

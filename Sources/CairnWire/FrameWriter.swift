@@ -59,9 +59,11 @@ public final class FrameWriter: @unchecked Sendable {
     private var releases: [IOBuffer] = []
     public private(set) var failed = false
     private var closed = false
+    private let coalesce: Bool
 
-    public init(socket: TCPConnection) {
+    public init(socket: TCPConnection, coalesce: Bool = false) {
         socket.loop.assertInLoop()
+        self.coalesce = coalesce
         self.socket = socket
         self.pool = socket.loop.buffers
         staging = pool.take(stagingSize)
@@ -102,6 +104,8 @@ public final class FrameWriter: @unchecked Sendable {
                 continue
             }
             if failed { dropQueued(); continue }
+            // Gather after the turn's other tasks have queued their frames too.
+            if coalesce { await socket.loop.afterJobs() }
             var used = 0
             var n = 0
             while let f = queue.first, n + 2 <= maxIOV {
