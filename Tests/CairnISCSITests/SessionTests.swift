@@ -196,8 +196,9 @@ func next(_ i: TestInitiator) async throws -> ISCSIPDU {
             #expect(try await next(i).bhs[2] == 1)  // task does not exist
             try await i.send(i.taskManagement(function: 5))  // LOGICAL UNIT RESET
             #expect(try await next(i).bhs[2] == 0)
-            try await i.send(i.taskManagement(function: 7))  // TARGET COLD RESET: not supported
-            #expect(try await next(i).bhs[2] == 5)
+            try await i.send(i.taskManagement(function: 7))  // TARGET COLD RESET: done, then the connection closes
+            #expect(try await next(i).bhs[2] == 0)
+            await #expect(throws: (any Error).self) { _ = try await next(i) }
         }
         await t.stop()
     }
