@@ -38,6 +38,7 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
     private var pending: [UInt64: Pending] = [:]
     private var nextSeq: UInt64 = 1
     private(set) var failedReason: String?
+    private var closing = false
     private var lastReply: UInt64 = 0
     /// Told once, on the loop, when the link fails after its handshake.
     var onDown: ((ReplicaLink, String) -> Void)?
@@ -218,7 +219,10 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
         loop.assertInLoop()
         guard failedReason == nil else { return }
         failedReason = reason
-        if hello != nil { logger.warning("replica link down: \(reason)") }
+        if hello != nil {
+            // A link the controller closes on purpose (removal, shutdown) is not a fault.
+            if closing { logger.info("replica link closed") } else { logger.warning("replica link down: \(reason)") }
+        }
         socket?.shutdown()
         writer?.close()
         let all = pending
@@ -240,6 +244,7 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
 
     /// Closes a link the volume no longer wants (removal, shutdown).
     func close() {
+        closing = true
         fail("closed by the controller")
     }
 }
