@@ -47,6 +47,7 @@ public final class EventLoop: @unchecked Sendable {
     var local = Deque<(UnownedJob, Bool)>()
     // Resumed once the turn's jobs have run (see `afterJobs()`).
     private var afterJobsWaiters: [UnsafeContinuation<Void, Never>] = []
+    private var afterJobsResuming: [UnsafeContinuation<Void, Never>] = []
     let inbox = Mutex(Inbox())
 
     var timers = Heap<TimerEntry>()
@@ -198,9 +199,10 @@ public final class EventLoop: @unchecked Sendable {
                     // The turn's other work is done: now the writers that waited for it flush,
                     // each with everything queued meanwhile (one syscall for many frames).
                     if afterJobsWaiters.isEmpty { break }
-                    let w = afterJobsWaiters
-                    afterJobsWaiters.removeAll(keepingCapacity: true)
-                    for c in w { c.resume() }
+                    // Swapped, not copied: a copy would make removeAll reallocate every turn.
+                    swap(&afterJobsWaiters, &afterJobsResuming)
+                    for c in afterJobsResuming { c.resume() }
+                    afterJobsResuming.removeAll(keepingCapacity: true)
                     continue
                 }
                 if serial {

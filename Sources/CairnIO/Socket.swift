@@ -183,19 +183,10 @@ public final class TCPListener: @unchecked Sendable {
         loop.assertInLoop()
         self.loop = loop
         self.host = host
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
-        var res: UnsafeMutablePointer<addrinfo>?
-        let rc = getaddrinfo(host, String(port), &hints, &res)
-        guard rc == 0, let ai = res else { throw IOError.errno(EINVAL, "getaddrinfo(\(host)): \(String(cString: gai_strerror(rc)))") }
-        defer { freeaddrinfo(res) }
-        let s = socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
-        guard s >= 0 else { throw IOError.errno(errno, "socket") }
+        let (s, address) = try streamSocket(host: host, port: port, passive: true)
         var one: Int32 = 1
         setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        guard bind(s, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0 else {
+        guard address.withPointer({ bind(s, $0, $1) }) == 0 else {
             let e = errno
             Glibc.close(s)
             throw IOError.errno(e, "bind \(host):\(port)")
@@ -310,19 +301,10 @@ extension TCPConnection {
     nonisolated(nonsending)
     public static func connect(loop: EventLoop, host: String, port: UInt16, timeoutNanos: UInt64) async throws(IOError) -> TCPConnection {
         loop.assertInLoop()
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_flags = AI_NUMERICSERV
-        var res: UnsafeMutablePointer<addrinfo>?
-        let rc = getaddrinfo(host, String(port), &hints, &res)
-        guard rc == 0, let ai = res else { throw IOError.errno(EINVAL, "getaddrinfo(\(host))") }
-        defer { freeaddrinfo(res) }
-        let s = socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
-        guard s >= 0 else { throw IOError.errno(errno, "socket") }
+        let (s, address) = try streamSocket(host: host, port: port, passive: false)
         var one: Int32 = 1
         setsockopt(s, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        if Glibc.connect(s, ai.pointee.ai_addr, ai.pointee.ai_addrlen) != 0 {
+        if address.withPointer({ Glibc.connect(s, $0, $1) }) != 0 {
             let e = errno
             guard e == EINPROGRESS || e == EINTR else {
                 Glibc.close(s)
@@ -349,4 +331,35 @@ extension TCPConnection {
         }
         return try TCPConnection(loop: loop, fd: s)
     }
+}
+
+/// A resolved socket address, copied out of getaddrinfo's list.
+struct SocketAddress {
+    var storage = sockaddr_storage()
+    var length: socklen_t = 0
+
+    func withPointer<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+        withUnsafePointer(to: storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) } }
+    }
+}
+
+/// Resolves numeric `host:port` (`passive`: for bind) and opens a non-blocking, close-on-exec
+/// stream socket of its family: what a listener and an outgoing connection both start with.
+func streamSocket(host: String, port: UInt16, passive: Bool) throws(IOError) -> (Int32, SocketAddress) {
+    var hints = addrinfo()
+    hints.ai_family = AF_UNSPEC
+    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+    hints.ai_flags = (passive ? AI_PASSIVE : 0) | AI_NUMERICSERV
+    var res: UnsafeMutablePointer<addrinfo>?
+    let rc = getaddrinfo(host, String(port), &hints, &res)
+    guard rc == 0, let ai = res else { throw IOError.errno(EINVAL, "getaddrinfo(\(host)): \(String(cString: gai_strerror(rc)))") }
+    defer { freeaddrinfo(res) }
+    var address = SocketAddress()
+    address.length = ai.pointee.ai_addrlen
+    withUnsafeMutableBytes(of: &address.storage) { dst in
+        dst.copyMemory(from: UnsafeRawBufferPointer(start: ai.pointee.ai_addr, count: Int(ai.pointee.ai_addrlen)))
+    }
+    let s = socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+    guard s >= 0 else { throw IOError.errno(errno, "socket") }
+    return (s, address)
 }
