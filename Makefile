@@ -7,7 +7,10 @@
 #   make test          swift test, then the conformance run; non-zero on any failure
 #   make unit          swift test alone
 #   make conformance   libiscsi's iscsi-test-cu against cairn (Tests/conformance/)
-#   make perf          fio matrix, cairn vs tgt (Perf/run; RUNTIME=20 RAMP=3)
+#   make perf          fio matrix in rounds, cairn (file, 1 and 3 replicas) vs tgt, scaling, charts
+#                      (Perf/run; ROUNDS=3 RUNTIME=10 RAMP=2 JOBS=regex TARGETS=... SCALING=0|1)
+#   make perf-check    the regression gate: a short run on tmpfs against Perf/baselines/check.json
+#   make perf-baseline write that baseline anew from a run on this machine
 #   make fio           fio with the libiscsi engine, built into .cache/fio/
 #   make fuzz SECONDS=N   the PDU fuzzer (Fuzz/build.sh, then Fuzz/out/pdu-fuzz)
 
@@ -25,12 +28,12 @@ SECONDS ?= 60
 
 DEPS_APT := liburing-dev libiscsi-bin libiscsi-dev tgt qemu-utils qemu-block-extra \
             python3 iproute2 coreutils util-linux libc6-dev
-FIO_APT  := dpkg-dev build-essential pkg-config zlib1g-dev libaio-dev
+FIO_APT  := dpkg-dev build-essential pkg-config zlib1g-dev libaio-dev python3-venv
 
 DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)/cairn
 RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path)/cairn
 
-.PHONY: deps deps-perf build release run test unit conformance perf fio fuzz clean
+.PHONY: deps deps-perf venv build release run test unit conformance perf perf-check perf-baseline fio fuzz clean
 
 deps:
 	@scripts/deps.sh $(DEPS_APT)
@@ -67,8 +70,18 @@ conformance: deps build
 fio: deps-perf
 	@Perf/build-fio.sh
 
-perf: deps-perf release fio
+# matplotlib (PyPI) for the perf report's charts, in .venv of the checkout
+venv: deps-perf
+	@scripts/venv.sh
+
+perf: deps-perf release fio venv
 	CAIRN_BIN="$(RELEASE_BIN)" Perf/run
+
+perf-check: deps-perf release fio
+	CAIRN_BIN="$(RELEASE_BIN)" Perf/check
+
+perf-baseline: deps-perf release fio
+	CAIRN_BIN="$(RELEASE_BIN)" Perf/check --write-baseline
 
 fuzz:
 	@if [ ! -x Fuzz/build.sh ]; then \
