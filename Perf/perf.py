@@ -287,8 +287,13 @@ def cmd_report(rundir):
         for j in jobs:
             rr = round_ratios(runs[j][a], runs[j][b])
             ratios.setdefault(key, {})[j] = {"per_round": rr, **(spread(rr) or {})}
+    cpu_ratios = {}  # CPU per I/O over the reference's, round by round (lower: cheaper)
+    for t in targets[:-1]:
+        for j in jobs:
+            rr = round_ratios(runs[j][t], runs[j][targets[-1]], "cpu_s_per_mio")
+            cpu_ratios.setdefault(f"{t}/{targets[-1]}", {})[j] = {"per_round": rr, **(spread(rr) or {})}
     scale_summary = {j: {t: summarize(v) for t, v in per.items()} for j, per in scale.items()}
-    results = {"meta": meta, "runs": runs, "summary": summary, "ratios": ratios,
+    results = {"meta": meta, "runs": runs, "summary": summary, "ratios": ratios, "cpu_ratios": cpu_ratios,
                "scale_runs": scale, "scale_summary": scale_summary}
     with open(os.path.join(rundir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
@@ -334,17 +339,13 @@ def cmd_report(rundir):
         for j in jobs:
             md.append(f"| {j} | " + " | ".join(fmt_spread(ratios[k][j] if ratios[k][j].get("n") else None, 2)
                                                for k in keys) + " |")
-        ref = targets[-1]
-        md += ["", f"CPU per I/O over {ref}'s (below 1: the first costs less CPU per I/O):", "",
-               "| job | " + " | ".join(f"{t}/{ref}" for t in targets[:-1]) + " |",
-               "|---|" + "---:|" * (len(targets) - 1)]
+        ckeys = list(cpu_ratios)
+        md += ["", f"CPU per I/O over {targets[-1]}'s, round by round: median (min–max). Below 1: the first "
+               "costs less CPU per I/O.", "",
+               "| job | " + " | ".join(ckeys) + " |", "|---|" + "---:|" * len(ckeys)]
         for j in jobs:
-            b = summary[j][ref].get("cpu_s_per_mio")
-            cells = []
-            for t in targets[:-1]:
-                a = summary[j][t].get("cpu_s_per_mio")
-                cells.append(fmt(a["median"] / b["median"], 2) if a and b and b["median"] else "-")
-            md.append(f"| {j} | " + " | ".join(cells) + " |")
+            md.append(f"| {j} | " + " | ".join(fmt_spread(cpu_ratios[k][j] if cpu_ratios[k][j].get("n") else None, 2)
+                                               for k in ckeys) + " |")
     if scale_summary:
         md += ["", "## Scaling", "",
                "Sessions: 4 KiB random reads at depth 4 per session, N sessions on one volume. "
@@ -392,6 +393,8 @@ def cmd_baseline(rundir, path, tolerance):
     base = {"created": meta["date"], "commit": meta.get("commit"), "machine": meta["host"],
             "scratch": meta["scratch"], "settings": {k: meta[k] for k in SETTINGS},
             "tolerance": float(tolerance), "ratios": medians,
+            "cpu_ratios": {k: {j: v["median"] for j, v in per.items() if v.get("n")}
+                           for k, per in res.get("cpu_ratios", {}).items()},
             "spread": {k: {j: [v["min"], v["max"]] for j, v in per.items() if v.get("n")}
                        for k, per in res["ratios"].items()}}
     with open(path, "w") as f:
@@ -414,9 +417,9 @@ def cmd_check(rundir, path):
             notes.append(f"setting {k}: this run {meta[k]}, baseline {base['settings'][k]}")
     if meta["host"] != base["machine"]:
         notes.append(f"machine differs: this run on {meta['host']}; the baseline was made on {base['machine']}")
-    print(f"perf-check against {path} (made {base['created']}, commit {base.get('commit')}); "
-          f"a ratio fails when below baseline × {1 - tol:.2f}")
-    print(f"{'job':<22} {'ratio':<16} {'baseline':>8} {'now':>6} {'floor':>6}  result")
+    print(f"perf-check against {path} (made {base['created']}, commit {base.get('commit')})")
+    print(f"IOPS ratios fail below baseline × {1 - tol:.2f}; CPU-per-I/O ratios fail above baseline × {1 + tol:.2f}")
+    print(f"{'job':<22} {'ratio':<16} {'baseline':>8} {'now':>6} {'limit':>6}  result")
     failures = []
     for k, per in base["ratios"].items():
         for j, b in per.items():
@@ -434,6 +437,24 @@ def cmd_check(rundir, path):
             elif m > b * (1 + tol):
                 verdict = "ok (faster than the baseline: `make perf-baseline` to raise it)"
             print(f"{j:<22} {k:<16} {b:>8.2f} {m:>6.2f} {floor:>6.2f}  {verdict}")
+    # CPU per I/O relative to the reference's: steadier than IOPS on a busy
+    # machine (it counts work, not waiting), so it catches added work that the
+    # IOPS noise would hide.  Fails when it rose by more than the tolerance.
+    for k, per in base.get("cpu_ratios", {}).items():
+        for j, b in per.items():
+            now = res.get("cpu_ratios", {}).get(k, {}).get(j, {})
+            ceiling = b * (1 + tol)
+            label = f"cpu {k}"
+            if not now.get("n"):
+                failures.append(f"{j} ({label}): no ratio (a run failed)")
+                print(f"{j:<22} {label:<16} {b:>8.2f} {'-':>6} {ceiling:>6.2f}  FAIL (no ratio)")
+                continue
+            m = now["median"]
+            verdict = "ok"
+            if m > ceiling:
+                verdict = "FAIL"
+                failures.append(f"{j} ({label}): {m:.2f}, above {ceiling:.2f} (baseline {b:.2f} + {tol:.0%})")
+            print(f"{j:<22} {label:<16} {b:>8.2f} {m:>6.2f} {ceiling:>6.2f}  {verdict}")
     for n in notes:
         print("note: " + n)
     if failures:

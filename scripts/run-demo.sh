@@ -77,7 +77,7 @@ cat <<EOT
     qemu-img info $URL
     qemu-img convert -p -O raw some-disk.img $URL        # write an image onto the volume
     qemu-io -f raw -c 'read -v 0 512' $URL
-    FIO_TARGET='${URL//:/\\:}' RUNTIME=20 RAMP=3 \\
+    FIO_TARGET='${URL//:/\\:}' SIZE=$SIZE RUNTIME=20 RAMP=3 \\
       $fio_bin $ROOT/Perf/fio/randwrite-4k-qd32.fio
     kill -9 \$(pgrep -f 'cairn replica --dir $DIR/r2')   # lose a replica; restart it with:
     $BIN replica --dir $DIR/r2 --listen 127.0.0.1:${RPORTS[1]} &
