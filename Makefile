@@ -8,6 +8,8 @@
 #   make unit          swift test alone
 #   make conformance   libiscsi's iscsi-test-cu against cairn (Tests/conformance/)
 #   make perf          fio matrix, cairn vs tgt (Perf/run; RUNTIME=20 RAMP=3)
+#   make bench         micro benchmarks (Perf/Benchmarks), allocations per operation checked
+#                      against Perf/Benchmarks/Thresholds (Perf/bench; BENCH_ARGS="--filter X")
 #   make fio           fio with the libiscsi engine, built into .cache/fio/
 #   make fuzz SECONDS=N   the PDU fuzzer (Fuzz/build.sh, then Fuzz/out/pdu-fuzz)
 
@@ -30,7 +32,7 @@ FIO_APT  := dpkg-dev build-essential pkg-config zlib1g-dev libaio-dev
 DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)/cairn
 RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path)/cairn
 
-.PHONY: deps deps-perf build release run test unit conformance perf fio fuzz clean
+.PHONY: deps deps-perf build release run test unit conformance perf bench fio fuzz clean
 
 deps:
 	@scripts/deps.sh $(DEPS_APT)
@@ -69,6 +71,10 @@ fio: deps-perf
 
 perf: deps-perf release fio
 	CAIRN_BIN="$(RELEASE_BIN)" Perf/run
+
+# Its own package (Perf/Benchmarks, its own .build): the main build never compiles the framework.
+bench: deps
+	Perf/bench
 
 fuzz:
 	@if [ ! -x Fuzz/build.sh ]; then \
