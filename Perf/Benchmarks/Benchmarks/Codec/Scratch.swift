@@ -1,7 +1,6 @@
 /// Memory for one benchmark's inputs and outputs, allocated in its setup (outside the measured
 /// region) and never freed: each benchmark runs in a process of its own.
-final class Scratch: @unchecked Sendable {
-    // Only the one benchmark closure that got it from setup touches it, one run at a time.
+final class Scratch {
     let base: UnsafeMutableRawPointer
     let count: Int
 

@@ -15,18 +15,24 @@ public struct DirectReadFile: Sendable {
         var template = Array("\(dir)/cairn-bench-XXXXXX".utf8CString)
         let wfd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard wfd >= 0 else { throw IOError.errno(errno, "mkstemp in \(dir)") }
+        defer { Glibc.close(wfd) }
         let path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         defer { unlink(path) }
         let buffer = IOBuffer(base: .allocate(byteCount: 4096, alignment: 4096), count: 4096)
-        for b in 0..<blocks {
-            memset(buffer.base, Int32(b & 0xff), 4096)
-            guard pwrite(wfd, buffer.base, 4096, off_t(b * 4096)) == 4096 else { throw IOError.errno(errno, "pwrite") }
+        do {
+            // Block b is filled with the byte b, so a read can tell it got the right block.
+            for b in 0..<blocks {
+                memset(buffer.base, Int32(b & 0xff), 4096)
+                guard pwrite(wfd, buffer.base, 4096, off_t(b * 4096)) == 4096 else { throw IOError.errno(errno, "pwrite") }
+            }
+            fsync(wfd)
+            let fd = open(path, O_RDONLY | O_CLOEXEC | CCAIRN_O_DIRECT)
+            guard fd >= 0 else { throw IOError.errno(errno, "open O_DIRECT in \(dir) (set TMPDIR to a disk file system)") }
+            return DirectReadFile(loop: try BenchLoop(name: "bench-read"), fd: fd, buffer: buffer)
+        } catch {
+            buffer.base.deallocate()
+            throw error
         }
-        fsync(wfd)
-        Glibc.close(wfd)
-        let fd = open(path, O_RDONLY | O_CLOEXEC | CCAIRN_O_DIRECT)
-        guard fd >= 0 else { throw IOError.errno(errno, "open O_DIRECT in \(dir) (set TMPDIR to a disk file system)") }
-        return DirectReadFile(loop: try BenchLoop(name: "bench-read"), fd: fd, buffer: buffer)
     }
 
     public func close() {
