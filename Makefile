@@ -11,6 +11,8 @@
 #                      (Perf/run; ROUNDS=3 RUNTIME=10 RAMP=2 JOBS=regex TARGETS=... SCALING=0|1)
 #   make perf-check    the regression gate: a short run on tmpfs against Perf/baselines/check.json
 #   make perf-baseline write that baseline anew from a run on this machine
+#   make bench         micro benchmarks (Perf/Benchmarks), allocations per operation checked
+#                      against Perf/Benchmarks/Thresholds (Perf/bench; BENCH_ARGS="--filter X")
 #   make fio           fio with the libiscsi engine, built into .cache/fio/
 #   make fuzz SECONDS=N   the PDU fuzzer (Fuzz/build.sh, then Fuzz/out/pdu-fuzz)
 
@@ -33,7 +35,7 @@ FIO_APT  := dpkg-dev build-essential pkg-config zlib1g-dev libaio-dev python3-ve
 DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)/cairn
 RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path)/cairn
 
-.PHONY: deps deps-perf venv build release run test unit conformance perf perf-check perf-baseline fio fuzz clean
+.PHONY: deps deps-perf venv build release run test unit conformance perf perf-check perf-baseline bench fio fuzz clean
 
 deps:
 	@scripts/deps.sh $(DEPS_APT)
@@ -82,6 +84,10 @@ perf-check: deps-perf release fio
 
 perf-baseline: deps-perf release fio
 	CAIRN_BIN="$(RELEASE_BIN)" Perf/check --write-baseline
+
+# Its own package (Perf/Benchmarks, its own .build): the main build never compiles the framework.
+bench: deps
+	Perf/bench
 
 fuzz:
 	@if [ ! -x Fuzz/build.sh ]; then \

@@ -9,6 +9,13 @@ let package = Package(
     name: "Cairn",
     products: [
         .executable(name: "cairn", targets: ["cairn"]),
+        // For Perf/Benchmarks, a package of its own that depends on this one by path: the layers
+        // it measures, exported as they are (nothing else uses these products).
+        .library(name: "CairnIO", targets: ["CairnIO"]),
+        .library(name: "CairnBlock", targets: ["CairnBlock"]),
+        .library(name: "CairnSCSI", targets: ["CairnSCSI"]),
+        .library(name: "CairnISCSI", targets: ["CairnISCSI"]),
+        .library(name: "CairnWire", targets: ["CairnWire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
