@@ -14,7 +14,7 @@ need matplotlib, which `make perf` installs into .venv).
       with fio's status.
 
   perf.py meta RUNDIR "JOB..." FIO_VERSION RUNTIME RAMP ROUNDS SIZE_MIB SCRATCH
-               "SCALE_JOB..." "SCALE_TARGET..." SCALE_SIZE_MIB COMMIT
+               "SCALE_JOB..." "SCALE_TARGET..." SCALE_SIZE_MIB COMMIT PIN_CPU
       Writes RUNDIR/meta.json from those and RUNDIR/targets.tsv (label, description).
 
   perf.py report RUNDIR
@@ -118,7 +118,7 @@ def machine():
 
 
 def cmd_meta(rundir, jobs, fio, runtime, ramp, rounds, size_mib, scratch, scale_jobs, scale_targets,
-             scale_size_mib, commit):
+             scale_size_mib, commit, pin_cpu):
     targets, describe = [], {}
     with open(os.path.join(rundir, "targets.tsv")) as f:
         for line in f:
@@ -130,7 +130,7 @@ def cmd_meta(rundir, jobs, fio, runtime, ramp, rounds, size_mib, scratch, scale_
             "fio": fio, "runtime": float(runtime), "ramp": float(ramp), "rounds": int(rounds),
             "size_mib": int(size_mib), "scratch": scratch, "scale_jobs": scale_jobs.split(),
             "scale_targets": scale_targets.split(), "scale_size_mib": int(scale_size_mib),
-            "commit": commit, "host": machine()}
+            "commit": commit, "pin_cpu": pin_cpu, "host": machine()}
     with open(os.path.join(rundir, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
     return 0
@@ -310,7 +310,9 @@ def cmd_report(rundir):
           f"- fio {meta['fio']} (libiscsi engine), numjobs=1, volume {meta['size_mib']} MiB on "
           f"{meta['scratch']}; ramp {meta['ramp']:g} s then {meta['runtime']:g} s measured; "
           f"{meta['rounds']} round(s), in each every job against every target in turn (order flips)",
-          f"- host: {meta['host']}; commit {meta.get('commit', '?')}",
+          f"- host: {meta['host']}; commit {meta.get('commit', '?')}"
+          + (f"; every target process and fio pinned to CPU {meta['pin_cpu']}"
+             if meta.get("pin_cpu", "none") != "none" else ""),
           "- each figure: the median over the rounds (min–max in brackets); latency in µs, "
           "p50 / p99 / p99.9 medians",
           "- CPU s/1M IO: CPU seconds (utime+stime) of the target's processes per million I/Os over "
@@ -378,7 +380,7 @@ def cmd_report(rundir):
 
 # ---- baseline and check --------------------------------------------------------
 
-SETTINGS = ("jobs", "targets", "rounds", "runtime", "ramp", "size_mib")
+SETTINGS = ("jobs", "targets", "rounds", "runtime", "ramp", "size_mib", "pin_cpu")
 
 
 def load_results(rundir):
@@ -389,14 +391,16 @@ def load_results(rundir):
 def cmd_baseline(rundir, path, tolerance):
     res = load_results(rundir)
     meta = res["meta"]
-    medians = {k: {j: v["median"] for j, v in per.items() if v.get("n")} for k, per in res["ratios"].items()}
+    ref = meta["targets"][-1]  # the gate compares each target with the reference (tgt)
+    vs_ref = {k: per for k, per in res["ratios"].items() if k.endswith("/" + ref)}
+    medians = {k: {j: v["median"] for j, v in per.items() if v.get("n")} for k, per in vs_ref.items()}
     base = {"created": meta["date"], "commit": meta.get("commit"), "machine": meta["host"],
             "scratch": meta["scratch"], "settings": {k: meta[k] for k in SETTINGS},
             "tolerance": float(tolerance), "ratios": medians,
             "cpu_ratios": {k: {j: v["median"] for j, v in per.items() if v.get("n")}
                            for k, per in res.get("cpu_ratios", {}).items()},
             "spread": {k: {j: [v["min"], v["max"]] for j, v in per.items() if v.get("n")}
-                       for k, per in res["ratios"].items()}}
+                       for k, per in vs_ref.items()}}
     with open(path, "w") as f:
         json.dump(base, f, indent=1)
         f.write("\n")
@@ -413,7 +417,7 @@ def cmd_check(rundir, path):
     meta, tol = res["meta"], base["tolerance"]
     notes = []
     for k in SETTINGS:
-        if meta[k] != base["settings"][k]:
+        if meta.get(k) != base["settings"].get(k):
             notes.append(f"setting {k}: this run {meta[k]}, baseline {base['settings'][k]}")
     if meta["host"] != base["machine"]:
         notes.append(f"machine differs: this run on {meta['host']}; the baseline was made on {base['machine']}")
@@ -465,7 +469,7 @@ def cmd_check(rundir, path):
 
 
 def main(argv):
-    if len(argv) == 13 and argv[0] == "meta":
+    if len(argv) == 14 and argv[0] == "meta":
         return cmd_meta(*argv[1:])
     if len(argv) >= 2 and argv[0] == "job":
         return cmd_job(argv[1:])
