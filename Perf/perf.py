@@ -410,6 +410,31 @@ def cmd_baseline(rundir, path, tolerance):
     return 0
 
 
+def gate(base_ratios, now_ratios, prefix, factor, tol, failures):
+    """Prints one line per baseline ratio and appends to failures each that is
+    past its limit (baseline × factor): below it when factor < 1, above it
+    when factor > 1."""
+    lower_is_bad = factor < 1
+    for k, per in base_ratios.items():
+        label = prefix + k
+        for j, b in per.items():
+            now = now_ratios.get(k, {}).get(j, {})
+            limit = b * factor
+            if not now.get("n"):
+                failures.append(f"{j} ({label}): no ratio (a run failed)")
+                print(f"{j:<22} {label:<16} {b:>8.2f} {'-':>6} {limit:>6.2f}  FAIL (no ratio)")
+                continue
+            m = now["median"]
+            verdict = "ok"
+            if (m < limit) if lower_is_bad else (m > limit):
+                verdict = "FAIL"
+                failures.append(f"{j} ({label}): {m:.2f}, {'below' if lower_is_bad else 'above'} {limit:.2f} "
+                                f"(baseline {b:.2f} {'-' if lower_is_bad else '+'} {tol:.0%})")
+            elif lower_is_bad and m > b * (1 + tol):
+                verdict = "ok (faster than the baseline: `make perf-baseline` to raise it)"
+            print(f"{j:<22} {label:<16} {b:>8.2f} {m:>6.2f} {limit:>6.2f}  {verdict}")
+
+
 def cmd_check(rundir, path):
     res = load_results(rundir)
     with open(path) as f:
@@ -418,47 +443,19 @@ def cmd_check(rundir, path):
     notes = []
     for k in SETTINGS:
         if meta.get(k) != base["settings"].get(k):
-            notes.append(f"setting {k}: this run {meta[k]}, baseline {base['settings'][k]}")
+            notes.append(f"setting {k}: this run {meta.get(k)}, baseline {base['settings'].get(k)}")
     if meta["host"] != base["machine"]:
         notes.append(f"machine differs: this run on {meta['host']}; the baseline was made on {base['machine']}")
     print(f"perf-check against {path} (made {base['created']}, commit {base.get('commit')})")
     print(f"IOPS ratios fail below baseline × {1 - tol:.2f}; CPU-per-I/O ratios fail above baseline × {1 + tol:.2f}")
     print(f"{'job':<22} {'ratio':<16} {'baseline':>8} {'now':>6} {'limit':>6}  result")
     failures = []
-    for k, per in base["ratios"].items():
-        for j, b in per.items():
-            now = res["ratios"].get(k, {}).get(j, {})
-            floor = b * (1 - tol)
-            if not now.get("n"):
-                failures.append(f"{j} ({k}): no ratio (a run failed)")
-                print(f"{j:<22} {k:<16} {b:>8.2f} {'-':>6} {floor:>6.2f}  FAIL (no ratio)")
-                continue
-            m = now["median"]
-            verdict = "ok"
-            if m < floor:
-                verdict = "FAIL"
-                failures.append(f"{j} ({k}): {m:.2f}, below {floor:.2f} (baseline {b:.2f} - {tol:.0%})")
-            elif m > b * (1 + tol):
-                verdict = "ok (faster than the baseline: `make perf-baseline` to raise it)"
-            print(f"{j:<22} {k:<16} {b:>8.2f} {m:>6.2f} {floor:>6.2f}  {verdict}")
-    # CPU per I/O relative to the reference's: steadier than IOPS on a busy
-    # machine (it counts work, not waiting), so it catches added work that the
-    # IOPS noise would hide.  Fails when it rose by more than the tolerance.
-    for k, per in base.get("cpu_ratios", {}).items():
-        for j, b in per.items():
-            now = res.get("cpu_ratios", {}).get(k, {}).get(j, {})
-            ceiling = b * (1 + tol)
-            label = f"cpu {k}"
-            if not now.get("n"):
-                failures.append(f"{j} ({label}): no ratio (a run failed)")
-                print(f"{j:<22} {label:<16} {b:>8.2f} {'-':>6} {ceiling:>6.2f}  FAIL (no ratio)")
-                continue
-            m = now["median"]
-            verdict = "ok"
-            if m > ceiling:
-                verdict = "FAIL"
-                failures.append(f"{j} ({label}): {m:.2f}, above {ceiling:.2f} (baseline {b:.2f} + {tol:.0%})")
-            print(f"{j:<22} {label:<16} {b:>8.2f} {m:>6.2f} {ceiling:>6.2f}  {verdict}")
+    # IOPS ratios must not fall below the floor; CPU per I/O relative to the
+    # reference's (steadier than IOPS on a busy machine: it counts work, not
+    # waiting, so it catches added work that the IOPS noise would hide) must not
+    # rise above the ceiling.
+    gate(base["ratios"], res["ratios"], "", 1 - tol, tol, failures)
+    gate(base.get("cpu_ratios", {}), res.get("cpu_ratios", {}), "cpu ", 1 + tol, tol, failures)
     for n in notes:
         print("note: " + n)
     if failures:
