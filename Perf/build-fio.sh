@@ -22,6 +22,10 @@ BIN=$CACHE/fio
 LOG=$CACHE/build.log
 JOBS=${FIO_JOBS:-2}
 mkdir -p "$CACHE"
+# Two builds in one checkout (make test and make perf side by side) would share the source tree:
+# the second waits for the first, then finds its binary.
+exec 9>"$CACHE/.lock"
+flock 9
 
 log() { echo "[build-fio] $*" >&2; }
 die() { log "$*"; exit 1; }

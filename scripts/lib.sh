@@ -17,6 +17,9 @@
 #                                 background, output to LOG; wait (bounded by
 #                                 CAIRN_READY_TIMEOUT) for its "ready" line;
 #                                 sets REPLICA_PID
+#   CAIRN_WRAP                    a command prefix (must exec the program, e.g.
+#                                 "taskset -c 1") for both of the above: a process
+#                                 started pinned pins its io_uring workers too
 #   tgt_start DIR PORT SIZE_MIB [BSOFLAGS]
 #                                 start a private tgtd on 127.0.0.1:PORT with one
 #                                 file-backed LUN (LUN 1; tgt's LUN 0 is its
@@ -88,7 +91,8 @@ cairn_start() {  # LOG ARGS...
     local bin deadline line
     bin=$(cairn_bin) || return 1
     : >"$log"
-    "$bin" controller "$@" </dev/null >>"$log" 2>&1 &
+    # shellcheck disable=SC2086  # CAIRN_WRAP is a command prefix, split on purpose
+    ${CAIRN_WRAP:-} "$bin" controller "$@" </dev/null >>"$log" 2>&1 &
     CAIRN_PID=$!
     deadline=$((SECONDS + ${CAIRN_READY_TIMEOUT:-30}))
     CAIRN_URL=
@@ -119,7 +123,8 @@ replica_start() {  # LOG DIR PORT SIZE [ARGS...]
     local bin deadline
     bin=$(cairn_bin) || return 1
     : >"$log"
-    "$bin" replica --dir "$dir" --listen "127.0.0.1:$port" --size "$size" "$@" </dev/null >>"$log" 2>&1 &
+    # shellcheck disable=SC2086
+    ${CAIRN_WRAP:-} "$bin" replica --dir "$dir" --listen "127.0.0.1:$port" --size "$size" "$@" </dev/null >>"$log" 2>&1 &
     REPLICA_PID=$!
     deadline=$((SECONDS + ${CAIRN_READY_TIMEOUT:-30}))
     until grep -q 'cairn: replica .* ready on' "$log"; do

@@ -10,6 +10,18 @@ int ccairn_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
     return accept4(fd, addr, len, flags);
 }
 
+#include <sched.h>
+int ccairn_uring_follow_affinity(struct io_uring *ring) {
+    cpu_set_t mask;
+    CPU_ZERO(&mask);
+    if (sched_getaffinity(0, sizeof(mask), &mask) != 0) return -errno;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    int count = CPU_COUNT(&mask);
+    if (online <= 0 || count >= online) return 0;
+    int rc = io_uring_register_iowq_aff(ring, sizeof(mask), &mask);
+    return rc < 0 ? rc : count;
+}
+
 static __thread uint64_t loop_id = 0;
 void ccairn_set_loop_id(uint64_t id) { loop_id = id; }
 

@@ -81,6 +81,14 @@ public final class EventLoop: @unchecked Sendable {
         let rc = io_uring_queue_init(ringEntries, &ring, 0)
         guard rc == 0 else { throw IOError.errno(-rc, "io_uring_queue_init") }
         guard io_uring_register_eventfd(&ring, ringFD) == 0 else { throw IOError.errno(errno, "io_uring_register_eventfd") }
+        // A process started pinned keeps its io-wq workers on its CPUs too (they would otherwise
+        // run anywhere and queue behind unrelated work on other CPUs).
+        let pinned = ccairn_uring_follow_affinity(&ring)
+        if pinned < 0 {
+            self.logger.warning("io_uring io-wq affinity not set", metadata: ["errno": "\(-pinned)"])
+        } else if pinned > 0 {
+            self.logger.debug("io_uring io-wq follows the process's CPU affinity", metadata: ["cpus": "\(pinned)"])
+        }
         serialExecutor = LoopSerialExecutor()
         taskExecutor = LoopTaskExecutor()
         buffers = BufferPool()

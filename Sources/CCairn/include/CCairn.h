@@ -43,6 +43,13 @@ static inline unsigned ccairn_uring_reap(struct io_uring *ring, uint64_t *user_d
     return n;
 }
 
+// io_uring's io-wq workers (which run every I/O the file system cannot do asynchronously, e.g.
+// O_DIRECT on tmpfs) do not inherit the process's CPU affinity. When the calling thread is
+// restricted to fewer CPUs than are online (taskset, a CPU manager), give the ring's io-wq the
+// same set, so the work stays where the operator put the process. Returns the number of CPUs
+// registered, 0 when unrestricted, or -errno.
+int ccairn_uring_follow_affinity(struct io_uring *ring);
+
 // The loop thread marks itself so executors and I/O calls know where they run.
 void ccairn_set_loop_id(uint64_t id);
 // Names the calling thread (at most 15 bytes; GNU-only, so wrapped here).
