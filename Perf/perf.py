@@ -381,6 +381,8 @@ def cmd_report(rundir):
 # ---- baseline and check --------------------------------------------------------
 
 SETTINGS = ("jobs", "targets", "rounds", "runtime", "ramp", "size_mib", "pin_cpu")
+# A baseline is made with more rounds than a check on purpose (Perf/check).
+COMPARED_SETTINGS = tuple(k for k in SETTINGS if k != "rounds")
 
 
 def load_results(rundir):
@@ -441,7 +443,7 @@ def cmd_check(rundir, path):
         base = json.load(f)
     meta, tol = res["meta"], base["tolerance"]
     notes = []
-    for k in SETTINGS:
+    for k in COMPARED_SETTINGS:
         if meta.get(k) != base["settings"].get(k):
             notes.append(f"setting {k}: this run {meta.get(k)}, baseline {base['settings'].get(k)}")
     if meta["host"] != base["machine"]:
