@@ -41,8 +41,8 @@ extension ISCSIConnection {
         let attribute = TaskAttribute(rawValue: bhs.taskAttribute) ?? .simple
         var cdb = CDB()
         withUnsafeBytes(of: bhs.raw) { cdb = CDB($0.baseAddress! + 32, count: 16) }
-        let task = ISCSITask(itt: itt, lun: bhs.lun, cmdSN: bhs.cmdSN, cdb: cdb, attribute: attribute,
-                             writeLength: writeLength, readLength: readLength)
+        let task = newTask(itt: itt, lun: bhs.lun, cmdSN: bhs.cmdSN, cdb: cdb, attribute: attribute,
+                           writeLength: writeLength, readLength: readLength)
         task.edtl = bhs.writeFlag ? edtl : 0
         if writeLength > 0 {
             task.dataOut = loop.buffers.take(writeLength)
@@ -196,14 +196,6 @@ extension ISCSIConnection {
         }
     }
 
-    func start(_ task: ISCSITask) {
-        task.state = .executing
-        executing += 1
-        // loop.spawn, not Task {}: a task without the loop's preference resumes every I/O
-        // through the global pool (see EventLoop).
-        loop.spawn { await self.execute(task) }
-    }
-
     func execute(_ task: ISCSITask) async {
         if let nexus {
             let cmd = SCSICommand(lun: task.lun, cdb: task.cdb, nexus: nexus, taskTag: task.itt, attribute: task.attribute,
@@ -228,19 +220,6 @@ extension ISCSIConnection {
             for c in w { c.resume() }
         }
         scheduleFlush()
-    }
-
-    /// Responses completed in the same loop turn leave in one writev: the flush runs as a job
-    /// queued behind the completions already runnable.
-    func scheduleFlush() {
-        guard !flushScheduled else { return }
-        flushScheduled = true
-        loop.spawn { await self.runScheduledFlush() }
-    }
-
-    func runScheduledFlush() async {
-        flushScheduled = false
-        await writer.flush()
     }
 
     /// Data-In PDUs split at the initiator's MaxRecvDataSegmentLength (F at each MaxBurstLength),

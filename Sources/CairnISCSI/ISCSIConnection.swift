@@ -12,8 +12,8 @@ enum ConnectionEnd: Error {
 
 /// One iSCSI connection and its session (MaxConnections=1, so they live and die together).
 /// Pinned to the event loop: the reader, the command tasks and the writer all run on the loop
-/// thread, interleaving only at awaits. Each SCSI command runs as its own child task, so a slow
-/// store does not hold up the next PDU, and responses may go out of order.
+/// thread, interleaving only at awaits. Each SCSI command runs on a task of its own (a pooled
+/// runner), so a slow store does not hold up the next PDU, and responses may go out of order.
 actor ISCSIConnection {
     nonisolated let loop: EventLoop
     nonisolated let socket: TCPConnection
@@ -40,7 +40,14 @@ actor ISCSIConnection {
     var aheadCmdSNs: Set<UInt32> = []
     let window = 128
     var tasks = TaskTable()
+    // Long-lived tasks instead of one Swift task per command or per flush: creating a task
+    // allocates (the task, its closure, its frames' slabs); a parked one costs nothing to wake.
+    // See ISCSIConnection+Runners.swift.
+    var runners = RunnerPool<ISCSITask>()
+    var freeTasks: [ISCSITask] = []
     var flushScheduled = false
+    var flusherParked: UnsafeContinuation<Void, Never>?
+    var flusherStopped = false
     var connectionID: UInt16 = 0
     var writeBytesHeld = 0
     var executing = 0
@@ -86,6 +93,7 @@ actor ISCSIConnection {
 
     func run() async {
         lastReceive = monotonicNanos()
+        loop.spawn { await self.flushLoop() }
         // A connection that never finishes logging in must not hold its socket forever.
         let loginTimeout = config.loginTimeout
         loop.spawn { await self.enforceLoginTimeout(loginTimeout) }
@@ -132,6 +140,7 @@ actor ISCSIConnection {
             if t.state == .collecting { dropTask(t) }
         }
         await waitForIdle()
+        stopRunners()
         writer.close()
         loop.buffers.give(rx)
         if let n = nexus {

@@ -17,14 +17,15 @@ struct R2TState {
 final class ISCSITask: @unchecked Sendable {
     enum State { case collecting, executing }
 
-    let itt: UInt32
-    let lun: UInt64
-    let cmdSN: UInt32
-    let cdb: CDB
-    let attribute: TaskAttribute
+    // Set per command by `reuse`: the object is recycled by its connection (see CommandRunners).
+    private(set) var itt: UInt32
+    private(set) var lun: UInt64
+    private(set) var cmdSN: UInt32
+    private(set) var cdb: CDB
+    private(set) var attribute: TaskAttribute
     /// Expected Data Transfer Length of the write direction (0 for no data out).
-    let writeLength: Int
-    let readLength: Int
+    private(set) var writeLength: Int
+    private(set) var readLength: Int
     /// The Expected Data Transfer Length field as sent (for write residuals).
     var edtl = 0
     var state = State.collecting
@@ -55,6 +56,30 @@ final class ISCSITask: @unchecked Sendable {
         self.attribute = attribute
         self.writeLength = writeLength
         self.readLength = readLength
+    }
+
+    /// Makes a finished task a new one (its arrays keep their capacity: no allocation).
+    func reuse(itt: UInt32, lun: UInt64, cmdSN: UInt32, cdb: CDB, attribute: TaskAttribute, writeLength: Int, readLength: Int) {
+        precondition(done && dataOut == nil && waiters.isEmpty, "reusing a task that is not finished")
+        self.itt = itt
+        self.lun = lun
+        self.cmdSN = cmdSN
+        self.cdb = cdb
+        self.attribute = attribute
+        self.writeLength = writeLength
+        self.readLength = readLength
+        edtl = 0
+        state = .collecting
+        aborted = false
+        done = false
+        busyReading = false
+        received = 0
+        unsolicitedLimit = 0
+        expectingUnsolicited = false
+        unsolicitedDataSN = 0
+        r2ts.removeAll(keepingCapacity: true)
+        nextR2TOffset = 0
+        r2tSN = 0
     }
 
     var dataComplete: Bool { received >= writeLength }

@@ -50,8 +50,19 @@ public actor ReplicaServer {
     }
 }
 
-/// One controller connection: a handshake, then pipelined requests, each served as its own task
-/// so many are in flight; replies go out in completion order, matched by sequence id.
+/// A request served apart from the reader, so many are in flight. A value, not a closure: the
+/// runner that serves it allocates nothing.
+enum ReplicaRequest: Sendable {
+    case read(WireHeader, IOBuffer)
+    case write(WireHeader, IOBuffer, rebuild: Bool)
+    case flush(WireHeader)
+    case unmap(WireHeader)
+    case allocatedExtents(WireHeader)
+    case status(WireHeader)
+}
+
+/// One controller connection: a handshake, then pipelined requests, each served on a runner task
+/// (RunnerPool) so many are in flight; replies go out in completion order, matched by sequence id.
 actor ReplicaSession {
     nonisolated let loop: EventLoop
     nonisolated var unownedExecutor: UnownedSerialExecutor { loop.serialExecutor.asUnownedSerialExecutor() }
@@ -62,6 +73,7 @@ actor ReplicaSession {
     var reader: FrameReader?
     var writer: FrameWriter?
     var inFlight = 0
+    var runners = RunnerPool<ReplicaRequest>()
     var idleWaiters: [CheckedContinuation<Void, Never>] = []
     var ended = false
 
@@ -94,6 +106,7 @@ actor ReplicaSession {
         }
         ended = true
         await waitForIdle()
+        runners.stop()
         writer.close()
         await writerTask.value
         reader.release()
@@ -154,16 +167,7 @@ actor ReplicaSession {
                 writer.enqueue(OutFrame(h.reply(.badRequest)))
                 return
             }
-            let buf = pool.take(Int(h.extent))
-            begin { () async in
-                do throws(WireStatus) {
-                    try await store.read(offset: h.offset, length: Int(h.extent), into: buf)
-                    writer.enqueue(OutFrame(h.reply(.ok), data: buf, crc: wireChecksum(buf.base, buf.count), release: true))
-                } catch {
-                    pool.give(buf)
-                    writer.enqueue(OutFrame(h.reply(error)))
-                }
-            }
+            begin(.read(h, pool.take(Int(h.extent))))
         case .write:
             let n = Int(h.payloadLength)
             guard n > 0 else {
@@ -181,20 +185,17 @@ actor ReplicaSession {
                 writer.enqueue(OutFrame(h.reply(error)))
                 return
             }
-            answer(h, writer) { () async throws(WireStatus) in
-                defer { pool.give(buf) }
-                try await store.write(offset: h.offset, from: buf, fua: h.flags.contains(.fua), rebuild: rebuild)
-            }
+            begin(.write(h, buf, rebuild: rebuild))
         case .flush:
             try await reader.skip(Int(h.payloadLength))
-            answer(h, writer) { () async throws(WireStatus) in try await store.flush() }
+            begin(.flush(h))
         case .unmap:
             try await reader.skip(Int(h.payloadLength))
             do { try await store.admit(offset: h.offset, length: h.extent, epoch: h.epoch, rebuild: false) } catch {
                 writer.enqueue(OutFrame(h.reply(error)))
                 return
             }
-            answer(h, writer) { () async throws(WireStatus) in try await store.unmap(offset: h.offset, length: h.extent) }
+            begin(.unmap(h))
         case .setMembership:
             // Served inline, before the next frame is read: writes sent after it are tracked
             // under the new membership, and updates apply in the order they were sent.
@@ -208,14 +209,7 @@ actor ReplicaSession {
             writer.enqueue(OutFrame(h.reply(.ok), control: WireJSON.encode(list)))
         case .allocatedExtents:
             try await reader.skip(Int(h.payloadLength))
-            begin { () async in
-                do throws(WireStatus) {
-                    let list = try await store.allocatedExtents(offset: h.offset, length: h.extent)
-                    writer.enqueue(OutFrame(h.reply(.ok), control: WireJSON.encode(list)))
-                } catch {
-                    writer.enqueue(OutFrame(h.reply(error)))
-                }
-            }
+            begin(.allocatedExtents(h))
         case .wipe:
             try await reader.skip(Int(h.payloadLength))
             do { try await store.checkEpoch(h.epoch) } catch {
@@ -229,10 +223,7 @@ actor ReplicaSession {
             }
         case .status:
             try await reader.skip(Int(h.payloadLength))
-            begin { () async in
-                let s = await store.status()
-                writer.enqueue(OutFrame(h.reply(.ok), control: WireJSON.encode(s)))
-            }
+            begin(.status(h))
         case .ping:
             try await reader.skip(Int(h.payloadLength))
             writer.enqueue(OutFrame(h.reply(.ok)))
@@ -242,25 +233,64 @@ actor ReplicaSession {
         }
     }
 
-    /// Runs a request whose reply is its status alone as its own task (see `begin`).
-    private func answer(_ h: WireHeader, _ writer: FrameWriter,
-                        _ body: sending @escaping () async throws(WireStatus) -> Void) {
-        begin { () async in
+    /// Counts a request (shutdown waits for it) and hands it to a runner.
+    private func begin(_ request: ReplicaRequest) {
+        inFlight += 1
+        if runners.submit(request) { loop.spawn { await self.runRequests() } }
+    }
+
+    private func runRequests() async {
+        var next = runners.firstWork()
+        while let r = next {
+            await serve(r)
+            done()
+            next = await withUnsafeContinuation { runners.park($0) }
+        }
+        runners.runnerEnded()
+    }
+
+    private func serve(_ request: ReplicaRequest) async {
+        guard let writer else { preconditionFailure("request before the session's writer exists") }
+        let store = self.store
+        let pool = loop.buffers
+        switch request {
+        case .read(let h, let buf):
             do throws(WireStatus) {
-                try await body()
-                writer.enqueue(OutFrame(h.reply(.ok)))
+                try await store.read(offset: h.offset, length: Int(h.extent), into: buf)
+                writer.enqueue(OutFrame(h.reply(.ok), data: buf, crc: wireChecksum(buf.base, buf.count), release: true))
+            } catch {
+                pool.give(buf)
+                writer.enqueue(OutFrame(h.reply(error)))
+            }
+        case .write(let h, let buf, let rebuild):
+            await answer(h, writer) { () async throws(WireStatus) in
+                defer { pool.give(buf) }
+                try await store.write(offset: h.offset, from: buf, fua: h.flags.contains(.fua), rebuild: rebuild)
+            }
+        case .flush(let h):
+            await answer(h, writer) { () async throws(WireStatus) in try await store.flush() }
+        case .unmap(let h):
+            await answer(h, writer) { () async throws(WireStatus) in try await store.unmap(offset: h.offset, length: h.extent) }
+        case .allocatedExtents(let h):
+            do throws(WireStatus) {
+                let list = try await store.allocatedExtents(offset: h.offset, length: h.extent)
+                writer.enqueue(OutFrame(h.reply(.ok), control: WireJSON.encode(list)))
             } catch {
                 writer.enqueue(OutFrame(h.reply(error)))
             }
+        case .status(let h):
+            let s = await store.status()
+            writer.enqueue(OutFrame(h.reply(.ok), control: WireJSON.encode(s)))
         }
     }
 
-    /// Runs one request as its own task on the loop, counted so shutdown can wait for it.
-    private func begin(_ body: sending @escaping () async -> Void) {
-        inFlight += 1
-        loop.spawn {
-            await body()
-            await self.done()
+    /// Replies with the status of `body` alone.
+    private func answer(_ h: WireHeader, _ writer: FrameWriter, _ body: () async throws(WireStatus) -> Void) async {
+        do throws(WireStatus) {
+            try await body()
+            writer.enqueue(OutFrame(h.reply(.ok)))
+        } catch {
+            writer.enqueue(OutFrame(h.reply(error)))
         }
     }
 }

@@ -1,15 +1,34 @@
 import CairnWire
 
 /// Collects the replies of one request sent to several replicas, then resumes its one waiter.
-/// Each link completes its slot from the loop thread; no task per replica.
+/// Each link completes its slot from the loop thread; no task per replica. The write path
+/// reuses them (`Volume.takeFanOut`): one per write would be two allocations per I/O.
 final class FanOut {
-    private(set) var results: [WireStatus?]
-    private var remaining: Int
+    private(set) var results: [WireStatus?] = []
+    /// The members the request went to, by slot.
+    var targets: [Member] = []
+    private var remaining = 0
     private var waiter: UnsafeContinuation<Void, Never>?
 
-    init(count: Int) {
-        results = [WireStatus?](repeating: nil, count: count)
+    init(count: Int = 0) {
+        arm(count: count)
+    }
+
+    /// Expects `count` replies (the arrays keep their capacity).
+    func arm(count: Int) {
+        results.removeAll(keepingCapacity: true)
+        for _ in 0..<count { results.append(nil) }
         remaining = count
+    }
+
+    /// Arms for one reply from each of `targets`.
+    func armForTargets() { arm(count: targets.count) }
+
+    /// Forgets the last request (its members too), ready for reuse.
+    func clear() {
+        precondition(remaining == 0 && waiter == nil, "clearing a fan-out still waiting for replies")
+        targets.removeAll(keepingCapacity: true)
+        results.removeAll(keepingCapacity: true)
     }
 
     func complete(_ slot: Int, _ status: WireStatus) {

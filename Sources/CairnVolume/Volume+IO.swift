@@ -8,7 +8,7 @@ extension Volume {
 
     func checkWritable() throws(BlockStoreError) {
         guard decided else { throw .unavailable("volume offline: the newest data is not reachable yet") }
-        let rw = rwMembers.count
+        let rw = rwCount
         guard rw >= config.minHealthy else {
             throw .unavailable("read-only: \(rw) healthy replica(s), \(config.minHealthy) needed for writes")
         }
@@ -46,22 +46,31 @@ extension Volume {
     /// Sends `frame` to every replica receiving writes, waits for all, ejects the ones that
     /// failed, and releases `lock` only then (the ejection records the writes in flight).
     private func fanOut(_ frame: OutFrame, lock: UInt64, what: String) async throws(BlockStoreError) {
-        let targets = members.filter { ($0.mode == .rw || $0.mode == .wo) && $0.isUp }
-        let f = FanOut(count: targets.count)
-        for (i, m) in targets.enumerated() { m.link!.send(frame, fan: f, slot: i) }
+        let f = takeFanOut()
+        for m in members where (m.mode == .rw || m.mode == .wo) && m.isUp { f.targets.append(m) }
+        f.armForTargets()
+        for (i, m) in f.targets.enumerated() { m.link!.send(frame, fan: f, slot: i) }
         await f.wait()
         var noSpace = false
-        for (i, m) in targets.enumerated() where f.results[i] != .ok {
+        for (i, m) in f.targets.enumerated() where f.results[i] != .ok {
             if f.results[i] == .noSpace { noSpace = true }
             await eject(m, "\(what) failed: \(f.results[i].map { "\($0)" } ?? "?")")
         }
+        recycle(f)
         await settled()
         unlockRange(lock)
-        let rw = rwMembers.count
+        let rw = rwCount
         guard rw >= config.minHealthy else {
             if noSpace && rw == 0 { throw .noSpace }
             throw .unavailable("\(what) not acknowledged: \(rw) healthy replica(s), \(config.minHealthy) needed")
         }
+    }
+
+    func takeFanOut() -> FanOut { spareFanOuts.popLast() ?? FanOut() }
+
+    func recycle(_ f: FanOut) {
+        f.clear()
+        if spareFanOuts.count < 256 { spareFanOuts.append(f) }
     }
 
     /// Reads from the least loaded RW replica; on error, ejects it and tries the next.
@@ -93,16 +102,18 @@ extension Volume {
     /// Makes every completed write durable on every RW replica.
     func flush() async throws(BlockStoreError) {
         guard decided else { throw .unavailable("volume offline") }
-        let targets = rwMembers
-        let f = FanOut(count: targets.count)
+        let f = takeFanOut()
+        for m in members where m.mode == .rw && m.isUp { f.targets.append(m) }
+        f.armForTargets()
         let frame = OutFrame(WireHeader(opcode: .flush, seq: 0, epoch: writeEpoch))
-        for (i, m) in targets.enumerated() { m.link!.send(frame, fan: f, slot: i) }
+        for (i, m) in f.targets.enumerated() { m.link!.send(frame, fan: f, slot: i) }
         await f.wait()
-        for (i, m) in targets.enumerated() where f.results[i] != .ok {
+        for (i, m) in f.targets.enumerated() where f.results[i] != .ok {
             await eject(m, "flush failed: \(f.results[i].map { "\($0)" } ?? "?")")
         }
+        recycle(f)
         await settled()
-        guard !rwMembers.isEmpty else { throw .unavailable("no healthy replica") }
+        guard rwCount > 0 else { throw .unavailable("no healthy replica") }
     }
 
     /// Provisioning state at `lba`, from one RW replica's allocated extents.

@@ -83,6 +83,7 @@ public actor Volume {
     var decided = false
     var deciding = false
     var locks = RangeLock()
+    var spareFanOuts: [FanOut] = []
     var gateClosed = false
     var gateWaiters: [CheckedContinuation<Void, Never>] = []
     var counters = VolumeCounters()
@@ -119,10 +120,16 @@ public actor Volume {
     }
 
     var rwMembers: [Member] { members.filter { $0.mode == .rw && $0.isUp } }
+    /// How many RW members are up, without building the list (every write asks).
+    var rwCount: Int {
+        var n = 0
+        for m in members where m.mode == .rw && m.isUp { n += 1 }
+        return n
+    }
 
     public var state: VolumeState {
         guard decided else { return .offline }
-        let rw = rwMembers.count
+        let rw = rwCount
         if rw == 0 { return .offline }
         if rw < config.minHealthy { return .readOnly }
         return rw == members.count ? .healthy : .degraded
@@ -383,7 +390,7 @@ public actor Volume {
         guard let m = members.first(where: { $0.id == idOrAddress || "\($0.address)" == idOrAddress }) else {
             throw .notFound("no replica \(idOrAddress)")
         }
-        if m.mode == .rw && rwMembers.count <= config.minHealthy {
+        if m.mode == .rw && rwCount <= config.minHealthy {
             throw .conflict("removing \(idOrAddress) would leave fewer than \(config.minHealthy) RW replicas")
         }
         m.removed = true
@@ -391,7 +398,7 @@ public actor Volume {
         m.link?.onDown = nil
         m.link?.close()
         members.removeAll { $0 === m }
-        if let id = m.id, let current = issued ?? record, !rwMembers.isEmpty {
+        if let id = m.id, let current = issued ?? record, rwCount > 0 {
             await change(current, rwMembers.map { ($0, MembershipUpdate(record: current, stopTracking: [id])) })
         }
         logger.notice("replica \(idOrAddress) removed")
@@ -402,7 +409,7 @@ public actor Volume {
     public func close() async {
         stopping = true
         await waitForDrain()
-        if !rwMembers.isEmpty { try? await flush() }
+        if rwCount > 0 { try? await flush() }
         for m in members {
             m.rebuildJob?.cancel()
             m.link?.onDown = nil

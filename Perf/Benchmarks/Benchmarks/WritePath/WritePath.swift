@@ -7,13 +7,11 @@ import BenchFixtures
 /// PDUs cross a loopback TCP connection (initiator and target on one loop, as in SessionTests);
 /// the initiator side allocates nothing per I/O, so the count is the target's.
 ///
-/// Today's 12 allocations per write (Thresholds/WritePath.*.p90.json holds 12000 per 1000):
-/// the ISCSITask object; the command's task (`ISCSIConnection.start` -> `loop.spawn`: closure
-/// context, task, operation box, first task-allocator slab); task-allocator slabs as that task
-/// enters `SCSITarget.execute`, `SCSITarget.run` and switches executor; the flush task
-/// (`scheduleFlush` -> `loop.spawn`: task, operation box, first slab); and a slab in
-/// `PDUWriter.flush`. The tolerance below (50 per 1000 writes) absorbs rare amortised growth,
-/// never one more allocation per write (+1000 per sample).
+/// No allocation per write (Thresholds/WritePath.*.p90.json holds 0). It used to be 12: a Swift
+/// task per command and one per flush (task, closure, operation box, task-allocator slabs) and
+/// the ISCSITask object; now commands go to the connection's RunnerPool, one parked task
+/// flushes, and ISCSITask records are recycled. The tolerance below (50 per 1000 writes)
+/// absorbs a rare amortised growth, never one more allocation per write (+1000 per sample).
 let benchmarks: @Sendable () -> Void = {
     let fixture = Fixture<WritePathTarget>()
     Benchmark(
