@@ -9,13 +9,10 @@ import CairnSCSI
 extension ISCSIConnection {
     func newTask(itt: UInt32, lun: UInt64, cmdSN: UInt32, cdb: CDB, attribute: TaskAttribute,
                  writeLength: Int, readLength: Int) -> ISCSITask {
-        if let t = freeTasks.popLast() {
-            t.reuse(itt: itt, lun: lun, cmdSN: cmdSN, cdb: cdb, attribute: attribute,
-                    writeLength: writeLength, readLength: readLength)
-            return t
-        }
-        return ISCSITask(itt: itt, lun: lun, cmdSN: cmdSN, cdb: cdb, attribute: attribute,
-                         writeLength: writeLength, readLength: readLength)
+        let t = freeTasks.popLast() ?? ISCSITask()
+        t.begin(itt: itt, lun: lun, cmdSN: cmdSN, cdb: cdb, attribute: attribute,
+                writeLength: writeLength, readLength: readLength)
+        return t
     }
 
     /// Hands a task whose data is complete to a runner.

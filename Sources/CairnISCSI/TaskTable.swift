@@ -17,15 +17,16 @@ struct R2TState {
 final class ISCSITask: @unchecked Sendable {
     enum State { case collecting, executing }
 
-    // Set per command by `reuse`: the object is recycled by its connection (see CommandRunners).
-    private(set) var itt: UInt32
-    private(set) var lun: UInt64
-    private(set) var cmdSN: UInt32
-    private(set) var cdb: CDB
-    private(set) var attribute: TaskAttribute
+    // Set per command by `begin`: the object is recycled by its connection
+    // (ISCSIConnection+Runners.swift).
+    private(set) var itt: UInt32 = 0
+    private(set) var lun: UInt64 = 0
+    private(set) var cmdSN: UInt32 = 0
+    private(set) var cdb = CDB()
+    private(set) var attribute = TaskAttribute.simple
     /// Expected Data Transfer Length of the write direction (0 for no data out).
-    private(set) var writeLength: Int
-    private(set) var readLength: Int
+    private(set) var writeLength = 0
+    private(set) var readLength = 0
     /// The Expected Data Transfer Length field as sent (for write residuals).
     var edtl = 0
     var state = State.collecting
@@ -48,19 +49,10 @@ final class ISCSITask: @unchecked Sendable {
     /// Woken when the task is finished (TMF and logout wait on it).
     var waiters: [CheckedContinuation<Void, Never>] = []
 
-    init(itt: UInt32, lun: UInt64, cmdSN: UInt32, cdb: CDB, attribute: TaskAttribute, writeLength: Int, readLength: Int) {
-        self.itt = itt
-        self.lun = lun
-        self.cmdSN = cmdSN
-        self.cdb = cdb
-        self.attribute = attribute
-        self.writeLength = writeLength
-        self.readLength = readLength
-    }
-
-    /// Makes a finished task a new one (its arrays keep their capacity: no allocation).
-    func reuse(itt: UInt32, lun: UInt64, cmdSN: UInt32, cdb: CDB, attribute: TaskAttribute, writeLength: Int, readLength: Int) {
-        precondition(done && dataOut == nil && waiters.isEmpty, "reusing a task that is not finished")
+    /// Makes a new or finished task the given command's (a recycled one keeps its arrays'
+    /// capacity: no allocation).
+    func begin(itt: UInt32, lun: UInt64, cmdSN: UInt32, cdb: CDB, attribute: TaskAttribute, writeLength: Int, readLength: Int) {
+        precondition(dataOut == nil && waiters.isEmpty, "reusing a task that is not finished")
         self.itt = itt
         self.lun = lun
         self.cmdSN = cmdSN
