@@ -45,6 +45,8 @@ public final class EventLoop: @unchecked Sendable {
 
     // Jobs to run in this turn, with how they were enqueued.
     var local = Deque<(UnownedJob, Bool)>()
+    /// Jobs enqueued from the loop's own thread, ever (a test holds hops between loop actors to 0).
+    private(set) var jobsEnqueuedInLoop: UInt64 = 0
     // Resumed once the turn's jobs have run (see `afterJobs()`).
     private var afterJobsWaiters: [UnsafeContinuation<Void, Never>] = []
     private var afterJobsResuming: [UnsafeContinuation<Void, Never>] = []
@@ -160,6 +162,7 @@ public final class EventLoop: @unchecked Sendable {
 
     func enqueue(_ job: UnownedJob, serial: Bool) {
         if inLoop {
+            jobsEnqueuedInLoop &+= 1
             local.append((job, serial))
             return
         }
@@ -214,7 +217,12 @@ public final class EventLoop: @unchecked Sendable {
                     continue
                 }
                 if serial {
-                    job.runSynchronously(on: serialExecutor.asUnownedSerialExecutor())
+                    // Run with the loop as the job's task executor too: the runtime inlines a call
+                    // from one loop actor to another only when both the serial executor and the
+                    // task executor match the task's preference (swift_task_switch); run on the
+                    // serial executor alone, every such call was an enqueue and a later dequeue.
+                    job.runSynchronously(isolatedTo: serialExecutor.asUnownedSerialExecutor(),
+                                         taskExecutor: taskExecutor.asUnownedTaskExecutor())
                 } else {
                     job.runSynchronously(on: taskExecutor.asUnownedTaskExecutor())
                 }

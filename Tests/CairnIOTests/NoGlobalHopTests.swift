@@ -9,6 +9,11 @@ actor LoopActor {
     func nops(_ n: Int) async {
         for _ in 0..<n { _ = await loop.nop() }
     }
+    var calls = 0
+    func bump() async { calls += 1 }
+    func call(_ peer: LoopActor, _ n: Int) async {
+        for _ in 0..<n { await peer.bump() }
+    }
 }
 
 /// The data path's speed rests on never touching Swift's global pool per I/O. These count the
@@ -29,6 +34,25 @@ actor LoopActor {
             return ccairn_global_enqueues_from_loop(loop.id) - before
         }.value
         #expect(delta == 0, "\(delta) global enqueues for \(Self.ops) I/Os")
+    }
+
+    @Test func aCallBetweenLoopActorsRunsInlineWithoutAnEnqueue() async throws {
+        // The connection, target and volume (and a replica's session and store) are separate
+        // actors on one loop: a call from one to the other must not cost a trip through the
+        // loop's queue (it did, two per call, while serial jobs ran without the task executor).
+        let loop = try EventLoop(name: "inline")
+        loop.start()
+        defer { loop.stopAndJoin() }
+        let a = LoopActor(loop: loop)
+        let b = LoopActor(loop: loop)
+        let (delta, calls) = await loop.spawn { () -> (UInt64, Int) in
+            await a.call(b, 1)  // both actors reached once before counting
+            let before = loop.jobsEnqueuedInLoop
+            await a.call(b, Self.ops)
+            return (loop.jobsEnqueuedInLoop - before, await b.calls)
+        }.value
+        #expect(calls == Self.ops + 1)
+        #expect(delta < 10, "\(delta) loop enqueues for \(Self.ops) calls between two loop actors")
     }
 
     @Test func withoutTheLoopPreferenceEveryResumeGoesThroughTheGlobalPool() async throws {
