@@ -10,8 +10,9 @@ import Synchronization
 /// and tasks pinned to it, and fires timers.
 ///
 /// It is both a `SerialExecutor` (for actors: connection, session, volume) and a `TaskExecutor`
-/// (for `Task(executorPreference:)`), through two separate executor objects so a job runs the way
-/// it was enqueued (see notes/swift-io-probe.md §3: that choice is worth 10x on a hop).
+/// (for `Task(executorPreference:)`), through two executor objects (the two protocols' `enqueue`
+/// would clash on one). Every job, whichever way it came, runs isolated to the serial executor
+/// *and* on the task executor: see `run()` for why that is sound and what it saves.
 ///
 /// Pinning an actor to the loop is not enough on its own: a continuation resumes on the *generic*
 /// executor and only then hops back to the actor. For a task with no executor preference that is
@@ -44,7 +45,7 @@ public final class EventLoop: @unchecked Sendable {
     var registrationFree: [Int] = []
 
     // Jobs to run in this turn, with how they were enqueued.
-    var local = Deque<(UnownedJob, Bool)>()
+    var local = Deque<UnownedJob>()
     /// Jobs enqueued from the loop's own thread, ever (a test holds hops between loop actors to 0).
     private(set) var jobsEnqueuedInLoop: UInt64 = 0
     // Resumed once the turn's jobs have run (see `afterJobs()`).
@@ -65,7 +66,7 @@ public final class EventLoop: @unchecked Sendable {
     static let nextID = Atomic<UInt64>(1)
 
     struct Inbox: ~Copyable {
-        var jobs: [(UnownedJob, Bool)] = []
+        var jobs: [UnownedJob] = []
         var calls: [@Sendable () -> Void] = []
         var sleeping = false
         var stopRequested = false
@@ -160,14 +161,14 @@ public final class EventLoop: @unchecked Sendable {
         Task(executorPreference: taskExecutor, operation: body)
     }
 
-    func enqueue(_ job: UnownedJob, serial: Bool) {
+    func enqueue(_ job: UnownedJob) {
         if inLoop {
             jobsEnqueuedInLoop &+= 1
-            local.append((job, serial))
+            local.append(job)
             return
         }
         let needWake = inbox.withLock { inbox -> Bool in
-            inbox.jobs.append((job, serial))
+            inbox.jobs.append(job)
             let w = inbox.sleeping
             inbox.sleeping = false
             return w
@@ -192,7 +193,7 @@ public final class EventLoop: @unchecked Sendable {
         var stopping = false
         while true {
             // 1. Take what other threads posted.
-            var taken: [(UnownedJob, Bool)] = []
+            var taken: [UnownedJob] = []
             inbox.withLock { inbox in
                 if !inbox.jobs.isEmpty { swap(&taken, &inbox.jobs) }
                 if !inbox.calls.isEmpty { swap(&calls, &inbox.calls) }
@@ -206,7 +207,7 @@ public final class EventLoop: @unchecked Sendable {
             // 2. Run jobs, including those they enqueue, up to a budget so I/O keeps flowing.
             var budget = 4096
             while budget > 0 {
-                guard let (job, serial) = local.popFirst() else {
+                guard let job = local.popFirst() else {
                     // The turn's other work is done: now the writers that waited for it flush,
                     // each with everything queued meanwhile (one syscall for many frames).
                     if afterJobsWaiters.isEmpty { break }
@@ -216,16 +217,17 @@ public final class EventLoop: @unchecked Sendable {
                     afterJobsResuming.removeAll(keepingCapacity: true)
                     continue
                 }
-                if serial {
-                    // Run with the loop as the job's task executor too: the runtime inlines a call
-                    // from one loop actor to another only when both the serial executor and the
-                    // task executor match the task's preference (swift_task_switch); run on the
-                    // serial executor alone, every such call was an enqueue and a later dequeue.
-                    job.runSynchronously(isolatedTo: serialExecutor.asUnownedSerialExecutor(),
-                                         taskExecutor: taskExecutor.asUnownedTaskExecutor())
-                } else {
-                    job.runSynchronously(on: taskExecutor.asUnownedTaskExecutor())
-                }
+                // Every job runs isolated to the loop's serial executor and on its task executor,
+                // whichever of the two it was enqueued on. Sound: the loop is one thread running
+                // one job at a time, and that (not the queue a job came through) is what serializes
+                // every actor pinned here. It is also what lets swift_task_switch run a call into a
+                // loop actor inline, which it does only when the running job's serial executor and
+                // task executor both match the task's (every data-path task prefers this loop).
+                // Run by enqueue path instead, each actor-to-actor call and each resumed
+                // continuation cost an enqueue and a dequeue (controller 35 per replicated write,
+                // replica 17; now 3 and 2, counted with a uprobe on swift_task_enqueue).
+                job.runSynchronously(isolatedTo: serialExecutor.asUnownedSerialExecutor(),
+                                     taskExecutor: taskExecutor.asUnownedTaskExecutor())
                 budget -= 1
             }
 
@@ -362,7 +364,7 @@ public final class LoopSerialExecutor: SerialExecutor, @unchecked Sendable {
     unowned(unsafe) var loop: EventLoop!
 
     public func enqueue(_ job: consuming ExecutorJob) {
-        loop.enqueue(UnownedJob(job), serial: true)
+        loop.enqueue(UnownedJob(job))
     }
 
     public func checkIsolated() {
@@ -380,7 +382,7 @@ public final class LoopTaskExecutor: TaskExecutor, @unchecked Sendable {
     unowned(unsafe) var loop: EventLoop!
 
     public func enqueue(_ job: consuming ExecutorJob) {
-        loop.enqueue(UnownedJob(job), serial: false)
+        loop.enqueue(UnownedJob(job))
     }
 
     public func asUnownedTaskExecutor() -> UnownedTaskExecutor {

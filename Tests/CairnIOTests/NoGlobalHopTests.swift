@@ -55,6 +55,22 @@ actor LoopActor {
         #expect(delta < 10, "\(delta) loop enqueues for \(Self.ops) calls between two loop actors")
     }
 
+    @Test func anAwaitedIOResumesTheLoopActorWithOneEnqueue() async throws {
+        // The completion resumes the continuation (one enqueue); the actor's code then goes on
+        // in that same job, with no second trip to get from the generic executor back onto it.
+        let loop = try EventLoop(name: "resume")
+        loop.start()
+        defer { loop.stopAndJoin() }
+        let a = LoopActor(loop: loop)
+        let delta = await loop.spawn { () -> UInt64 in
+            await a.nops(1)
+            let before = loop.jobsEnqueuedInLoop
+            await a.nops(Self.ops)
+            return loop.jobsEnqueuedInLoop - before
+        }.value
+        #expect(delta <= UInt64(Self.ops) + 10, "\(delta) loop enqueues for \(Self.ops) I/Os in a loop actor")
+    }
+
     @Test func withoutTheLoopPreferenceEveryResumeGoesThroughTheGlobalPool() async throws {
         // Documents the pitfall the rule above exists for: actor pinning alone is not enough.
         let loop = try EventLoop(name: "hop")
