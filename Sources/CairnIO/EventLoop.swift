@@ -44,9 +44,10 @@ public final class EventLoop: @unchecked Sendable {
     var registrations: [SocketRegistration?] = [nil, nil]
     var registrationFree: [Int] = []
 
-    // Jobs to run in this turn, with how they were enqueued.
+    // Jobs to run in this turn (from either executor; they run the same way).
     var local = Deque<UnownedJob>()
-    /// Jobs enqueued from the loop's own thread, ever (a test holds hops between loop actors to 0).
+    /// Jobs enqueued from the loop's own thread, ever: `NoGlobalHopTests` counts them to hold calls
+    /// between loop actors inline and an awaited I/O to one enqueue.
     private(set) var jobsEnqueuedInLoop: UInt64 = 0
     // Resumed once the turn's jobs have run (see `afterJobs()`).
     private var afterJobsWaiters: [UnsafeContinuation<Void, Never>] = []
