@@ -2,18 +2,24 @@ import CCairn
 import Glibc
 
 /// The waiters of one socket in the loop's epoll set (edge-triggered). A waiter is parked only
-/// after the socket said EAGAIN on the loop thread, so no edge can be missed between the two.
+/// after the socket said it had nothing more (EAGAIN, or a short read with no read event since),
+/// on the loop thread, so no edge can be missed between the two.
 final class SocketRegistration {
     var readWaiter: UnsafeContinuation<Void, Never>?
     var writeWaiter: UnsafeContinuation<Void, Never>?
     var hangup = false
+    /// A read event came while no reader waited: data may have arrived since the last read.
+    var readable = false
 
     func signal(events: UInt32) {
         if events & (EPOLLHUP.rawValue | EPOLLERR.rawValue | EPOLLRDHUP.rawValue) != 0 { hangup = true }
-        if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue | EPOLLRDHUP.rawValue) != 0,
-           let w = readWaiter {
-            readWaiter = nil
-            w.resume()
+        if events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue | EPOLLRDHUP.rawValue) != 0 {
+            if let w = readWaiter {
+                readWaiter = nil
+                w.resume()
+            } else {
+                readable = true
+            }
         }
         if events & (EPOLLOUT.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0, let w = writeWaiter {
             writeWaiter = nil
@@ -70,6 +76,10 @@ public final class TCPConnection: @unchecked Sendable {
     private let index: Int
     public let peer: String
     public let local: String
+    /// The last read returned less than it asked for: the socket had no more (see `read`).
+    private var drained = false
+    /// `read(2)` calls made, for the test that holds a drained socket to one call per arrival.
+    public private(set) var readCalls = 0
 
     init(loop: EventLoop, fd: Int32) throws(IOError) {
         self.loop = loop
@@ -82,17 +92,34 @@ public final class TCPConnection: @unchecked Sendable {
     public var isOpen: Bool { fd >= 0 }
 
     /// Reads what is available, at most `count` bytes; waits if nothing is. Returns 0 at EOF.
+    ///
+    /// A read of a stream socket that returns less than it asked for took everything there was
+    /// (epoll(7) says so), so the next read waits for a read event first instead of asking the
+    /// kernel and hearing EAGAIN: one syscall fewer per arrival, which at queue depth 1 is one
+    /// in every five or six a command costs. Events that came while nobody waited are remembered
+    /// (`readable`), and so is a hang-up, so a wait never misses data or EOF.
     nonisolated(nonsending)
     public func read(into base: UnsafeMutableRawPointer, count: Int) async throws(IOError) -> Int {
         loop.assertInLoop()
         while true {
-            guard fd >= 0 else { throw IOError.closed }
+            guard fd >= 0, let reg = loop.registrations[index] else { throw IOError.closed }
+            if drained && !reg.readable && !reg.hangup {
+                await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in reg.readWaiter = c }
+                drained = false
+                continue
+            }
+            // This read takes everything that arrived before any event seen so far.
+            reg.readable = false
+            readCalls &+= 1
             let n = Glibc.read(fd, base, count)
-            if n >= 0 { return n }
+            if n >= 0 {
+                drained = n > 0 && n < count
+                return n
+            }
             let e = errno
             if e == EINTR { continue }
             if e != EAGAIN && e != EWOULDBLOCK { throw IOError.errno(e, "read") }
-            guard let reg = loop.registrations[index] else { throw IOError.closed }
+            drained = false
             await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in reg.readWaiter = c }
         }
     }
