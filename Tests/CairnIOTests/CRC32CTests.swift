@@ -23,4 +23,24 @@ import Testing
         #expect(chained == whole)
         #expect(data.withUnsafeBytes { CRC32C.software($0) } == whole)
     }
+
+    @Test func interleavedBlocksAgreeWithTheTableAtEveryLengthAndAlignment() {
+        // The hardware path checksums buffers of 768 bytes and more as three interleaved blocks
+        // and combines them: every length around the block edges, at every 8-byte alignment.
+        let data = (0..<(70_000 + 8)).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 13) }
+        var lengths = Array(0...1600) + [2303, 2304, 2305, 4095, 4096, 4097, 8192, 65_536, 70_000]
+        lengths += (1...20).map { 768 * $0 - 1 } + (1...20).map { 768 * $0 + 1 }
+        var mismatches = 0
+        data.withUnsafeBytes { all in
+            for offset in 0..<8 {
+                for n in lengths {
+                    let slice = UnsafeRawBufferPointer(rebasing: all[offset..<(offset + n)])
+                    if CRC32C.checksum(slice, seed: 0x1234_5678) != CRC32C.software(slice, seed: 0x1234_5678) {
+                        mismatches += 1
+                    }
+                }
+            }
+        }
+        #expect(mismatches == 0)
+    }
 }
