@@ -22,6 +22,23 @@ int ccairn_uring_follow_affinity(struct io_uring *ring) {
     return rc < 0 ? rc : count;
 }
 
+#include <sys/vfs.h>
+#include <sys/uio.h>
+int ccairn_memory_backed(int fd) {
+    struct statfs fs;
+    if (fstatfs(fd, &fs) != 0) return 0;
+    return fs.f_type == 0x01021994 /* TMPFS_MAGIC */ || fs.f_type == (typeof(fs.f_type))0x858458f6 /* RAMFS_MAGIC */;
+}
+
+ssize_t ccairn_pwrite_dsync(int fd, const void *buf, size_t len, off_t offset) {
+    struct iovec iov = { (void *)buf, len };
+    return pwritev2(fd, &iov, 1, offset, RWF_DSYNC);
+}
+
+int ccairn_punch_hole(int fd, off_t offset, off_t len) {
+    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len);
+}
+
 static __thread uint64_t loop_id = 0;
 void ccairn_set_loop_id(uint64_t id) { loop_id = id; }
 

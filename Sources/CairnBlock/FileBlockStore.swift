@@ -4,8 +4,10 @@ import Glibc
 import Logging
 
 /// A LUN's blocks in one local sparse file, read and written with O_DIRECT through the loop's
-/// io_uring. Where the filesystem refuses O_DIRECT (tmpfs), it falls back to buffered I/O and
-/// says so; FUA and flush then rely on fdatasync, which is correct either way.
+/// io_uring. Where the filesystem refuses O_DIRECT (tmpfs before Linux 6.6), it falls back to
+/// buffered I/O and says so; FUA and flush then rely on fdatasync, which is correct either way.
+/// A file in memory (tmpfs, ramfs) is read and written by the loop itself, not through io_uring
+/// (`EventLoop.isMemoryBacked`: io_uring would hand each of its I/Os to a kernel thread).
 public final class FileBlockStore: BlockStore, @unchecked Sendable {
     // Immutable after init; the fd is used only through the owning loop.
     public let blockSize: Int
@@ -13,6 +15,8 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
     public let supportsUnmap = true
     public let path: String
     public let direct: Bool
+    /// The file is in memory: its I/O is done inline on the loop.
+    public let inlineIO: Bool
     /// Opened O_RDONLY: writes, unmaps (and flushes, which have nothing to do) never reach the file.
     public let readOnly: Bool
     let fd: Int32
@@ -59,13 +63,15 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
         }
         self.fd = fd
         self.direct = direct
+        self.inlineIO = EventLoop.isMemoryBacked(fd: fd)
     }
 
     nonisolated(nonsending)
     public func read(lba: UInt64, count: Int, into buffer: IOBuffer) async throws(BlockStoreError) {
         loop.assertInLoop()  // nonisolated(nonsending): callers on the loop must not hop away
         do {
-            try await loop.readFully(fd: fd, into: buffer.base, length: count * blockSize, offset: lba * UInt64(blockSize))
+            try await loop.readFully(fd: fd, into: buffer.base, length: count * blockSize, offset: lba * UInt64(blockSize),
+                                    inline: inlineIO)
         } catch {
             throw .medium(read: true, error.description)
         }
@@ -77,7 +83,7 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
         if readOnly { throw .readOnly }
         do {
             try await loop.writeFully(fd: fd, from: buffer.base, length: count * blockSize, offset: lba * UInt64(blockSize),
-                                      durable: fua)
+                                      durable: fua, inline: inlineIO)
         } catch {
             throw FileBlockStore.map(error, read: false)
         }
@@ -86,7 +92,7 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
     nonisolated(nonsending)
     public func flush() async throws(BlockStoreError) {
         if readOnly { return }
-        do { try await loop.fdatasync(fd: fd) } catch { throw FileBlockStore.map(error, read: false) }
+        do { try await loop.fdatasync(fd: fd, inline: inlineIO) } catch { throw FileBlockStore.map(error, read: false) }
     }
 
     nonisolated(nonsending)
@@ -95,7 +101,7 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
         guard count > 0 else { return }
         if readOnly { throw .readOnly }
         do {
-            try await loop.punchHole(fd: fd, offset: lba * UInt64(blockSize), length: Int(count) * blockSize)
+            try await loop.punchHole(fd: fd, offset: lba * UInt64(blockSize), length: Int(count) * blockSize, inline: inlineIO)
         } catch {
             throw FileBlockStore.map(error, read: false)
         }

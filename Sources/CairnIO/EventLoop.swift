@@ -39,6 +39,7 @@ public final class EventLoop: @unchecked Sendable {
     var ioSlots: [UnsafeContinuation<Int32, Never>?] = []
     var ioFree: [Int] = []
     var ioInFlight = 0
+    var fileOpsQueuedCount: UInt64 = 0
 
     // Sockets: user data is an index into `registrations`.
     var registrations: [SocketRegistration?] = [nil, nil]

@@ -1,5 +1,6 @@
 import CairnBlock
 import CairnIO
+import Foundation
 import Glibc
 import Logging
 import Testing
@@ -12,7 +13,26 @@ func onLoop<T: Sendable>(_ body: @escaping @Sendable (EventLoop) async throws ->
     return try await loop.run { try await body(loop) }
 }
 
-func tempPath(_ tag: String) -> String { "/tmp/cairn-block-\(tag)-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).img" }
+func tempPath(_ tag: String, in dir: String = "/tmp") -> String {
+    "\(dir)/cairn-block-\(tag)-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).img"
+}
+
+/// Where the inline-I/O test puts its volume: the disk's /tmp and, where there is one, /dev/shm.
+let scratchDirectories = ["/tmp"] + (access("/dev/shm", W_OK) == 0 ? ["/dev/shm"] : [])
+
+/// The file system type as `stat -f` names it ("tmpfs", "ext2/ext3", ...): an oracle that does
+/// not share the store's own check.
+func fileSystemType(_ dir: String) throws -> String {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/stat")
+    p.arguments = ["-f", "-c", "%T", dir]
+    let out = Pipe()
+    p.standardOutput = out
+    try p.run()
+    p.waitUntilExit()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+}
 
 @Suite struct FileBlockStoreTests {
     let logger = Logger(label: "test")
@@ -79,6 +99,42 @@ func tempPath(_ tag: String) -> String { "/tmp/cairn-block-\(tag)-\(getpid())-\(
         #expect(before.mapped && before.count >= 128)
         #expect(!after.mapped)
         #expect(zeros)
+    }
+
+    @Test(arguments: scratchDirectories)
+    func aFileInMemoryIsDoneOnTheLoopAndAnyOtherThroughIoUring(dir: String) async throws {
+        let path = tempPath("inline", in: dir)
+        defer { unlink(path) }
+        let logger = self.logger
+        let fsType = try fileSystemType(dir)
+        let memory = ["tmpfs", "ramfs"].contains(fsType)
+        let (inline, queued, same, zeros) = try await onLoop { loop in
+            let store = try FileBlockStore(path: path, size: 4 << 20, loop: loop, logger: logger)
+            let before = loop.fileOpsQueued
+            let out = loop.buffers.take(64 * 1024)
+            let back = loop.buffers.take(64 * 1024)
+            defer { loop.buffers.give(out); loop.buffers.give(back) }
+            for i in 0..<out.count { out.base.storeBytes(of: UInt8(truncatingIfNeeded: i &* 13 &+ 5), toByteOffset: i, as: UInt8.self) }
+            try await store.write(lba: 256, count: 128, from: out, fua: true)
+            try await store.write(lba: 512, count: 128, from: out, fua: false)
+            try await store.flush()
+            try await store.read(lba: 256, count: 128, into: back)
+            let same = memcmp(out.base, back.base, out.count) == 0
+            try await store.unmap(lba: 512, count: 128)
+            try await store.read(lba: 512, count: 128, into: back)
+            let zeros = back.bytes.allSatisfy { $0 == 0 }
+            let queued = loop.fileOpsQueued - before
+            await store.close()
+            return (store.inlineIO, queued, same, zeros)
+        }
+        #expect(same)
+        #expect(zeros)
+        #expect(inline == memory, "\(dir) is \(fsType)")
+        if memory {
+            #expect(queued == 0, "\(queued) operations went through io_uring for a file in memory")
+        } else {
+            #expect(queued >= 6)
+        }
     }
 
     @Test func reopeningWithAnotherSizeIsRefused() async throws {

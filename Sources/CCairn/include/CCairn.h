@@ -50,6 +50,13 @@ static inline unsigned ccairn_uring_reap(struct io_uring *ring, uint64_t *user_d
 // registered, 0 when unrestricted, or -errno.
 int ccairn_uring_follow_affinity(struct io_uring *ring);
 
+// Files in memory (tmpfs, ramfs), whose I/O the loop does itself with these syscalls (GNU or
+// Linux-only calls, wrapped here): 1 if `fd` is on tmpfs or ramfs, 0 if not or unknown.
+int ccairn_memory_backed(int fd);
+// pwritev2 with RWF_DSYNC; fallocate punching a hole (size kept). Both -1 with errno on failure.
+ssize_t ccairn_pwrite_dsync(int fd, const void *buf, size_t len, off_t offset);
+int ccairn_punch_hole(int fd, off_t offset, off_t len);
+
 // The loop thread marks itself so executors and I/O calls know where they run.
 void ccairn_set_loop_id(uint64_t id);
 // Names the calling thread (at most 15 bytes; GNU-only, so wrapped here).
