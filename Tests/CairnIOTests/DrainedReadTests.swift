@@ -56,13 +56,22 @@ actor SocketPair {
     }
 }
 
+/// Runs `body` with a connected pair whose server side has just taken `[1]` in a short read: the
+/// state in which the next read waits for an event instead of asking the kernel.
+func withDrainedPair(_ name: String, _ body: (EventLoop, SocketPair) async throws -> Void) async throws {
+    try await withLoop(name) { loop in
+        let pair = SocketPair(loop: loop)
+        try await pair.connect()
+        try await pair.send([1])
+        #expect(try await pair.receive() == [1])
+        try await body(loop, pair)
+        await pair.close()
+    }
+}
+
 @Suite struct DrainedReadTests {
     @Test func aShortReadMakesTheNextReadWaitWithoutAskingTheKernel() async throws {
-        try await withLoop("drained") { loop in
-            let pair = SocketPair(loop: loop)
-            try await pair.connect()
-            try await pair.send([1, 2, 3])
-            #expect(try await pair.receive() == [1, 2, 3])
+        try await withDrainedPair("drained") { loop, pair in
             // The next read parks first; the bytes sent after it wake it: two read(2) calls in
             // all, where asking first would have made three (the second one EAGAIN).
             let reader = loop.spawn { try? await pair.receive() }
@@ -70,36 +79,25 @@ actor SocketPair {
             try await pair.send([4, 5])
             #expect(await reader.value == [4, 5])
             #expect(await pair.serverReadCalls() == 2)
-            await pair.close()
         }
     }
 
     @Test func bytesThatArriveWhileNobodyReadsAreNotMissed() async throws {
-        try await withLoop("unread") { loop in
-            let pair = SocketPair(loop: loop)
-            try await pair.connect()
-            try await pair.send([1])
-            #expect(try await pair.receive() == [1])
+        try await withDrainedPair("unread") { _, pair in
             // The read event for these comes and goes while no reader waits.
             try await pair.send([2, 3])
             await pair.letTheLoopPoll()
             #expect(try await pair.receive() == [2, 3])
-            await pair.close()
         }
     }
 
     @Test func aHangUpWhileNobodyReadsIsSeenAsEndOfStream() async throws {
-        try await withLoop("hangup") { loop in
-            let pair = SocketPair(loop: loop)
-            try await pair.connect()
-            try await pair.send([1])
-            #expect(try await pair.receive() == [1])
+        try await withDrainedPair("hangup") { _, pair in
             try await pair.send([2])
             await pair.closeClient()
             await pair.letTheLoopPoll()
             #expect(try await pair.receive() == [2])
             #expect(try await pair.receive() == [])
-            await pair.close()
         }
     }
 }
