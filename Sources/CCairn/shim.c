@@ -53,7 +53,6 @@ uint64_t ccairn_loop_id(void) { return loop_id; }
 
 // ---- CRC32C ----
 static uint32_t table[8][256];
-static int table_ready = 0;
 
 static void build_table(void) {
     for (uint32_t i = 0; i < 256; i++) {
@@ -65,11 +64,9 @@ static void build_table(void) {
         uint32_t c = table[0][i];
         for (int t = 1; t < 8; t++) { c = table[0][c & 0xff] ^ (c >> 8); table[t][i] = c; }
     }
-    __atomic_store_n(&table_ready, 1, __ATOMIC_RELEASE);
 }
 
 uint32_t ccairn_crc32c_sw(uint32_t crc, const void *data, size_t len) {
-    if (!__atomic_load_n(&table_ready, __ATOMIC_ACQUIRE)) build_table();
     const uint8_t *p = data;
     uint32_t c = ~crc;
     while (len && ((uintptr_t)p & 7)) { c = table[0][(c ^ *p++) & 0xff] ^ (c >> 8); len--; }
@@ -96,7 +93,6 @@ uint32_t ccairn_crc32c_sw(uint32_t crc, const void *data, size_t len) {
 // faster than one chain. (The technique is the one in Intel's and Mark Adler's crc32c.)
 #define SHORT_BLOCK 256
 static uint32_t shift_short[4][256];
-static pthread_once_t shift_once = PTHREAD_ONCE_INIT;
 
 // Multiplies the 32x32 GF(2) matrix `mat` (one column per word) by `vec`.
 static uint32_t gf2_times(const uint32_t *mat, uint32_t vec) {
@@ -147,7 +143,6 @@ static uint32_t crc32c_hw(uint32_t crc, const void *data, size_t len) {
     const uint8_t *p = data;
     uint64_t c0 = (uint32_t)~crc;
     while (len && ((uintptr_t)p & 7)) { c0 = _mm_crc32_u8((uint32_t)c0, *p++); len--; }
-    if (len >= 3 * SHORT_BLOCK) pthread_once(&shift_once, build_shift_tables);
     while (len >= 3 * SHORT_BLOCK) {
         uint64_t c1 = 0, c2 = 0;
         const uint8_t *end = p + SHORT_BLOCK;
@@ -176,10 +171,21 @@ static uint32_t crc32c_hw(uint32_t crc, const void *data, size_t len) { return c
 int ccairn_have_sse42(void) { return 0; }
 #endif
 
+static int have_sse42;
+
+// Every CRC table is built once, before main, so no checksum on the data path asks whether it
+// has been (the two tables used to be built lazily, each behind its own once-flag).
+__attribute__((constructor)) static void crc32c_init(void) {
+    build_table();
+#if defined(__x86_64__)
+    build_shift_tables();
+    __builtin_cpu_init();  // a constructor may run before the compiler runtime's own CPU probe
+#endif
+    have_sse42 = ccairn_have_sse42();
+}
+
 uint32_t ccairn_crc32c(uint32_t crc, const void *data, size_t len) {
-    static int have = -1;
-    if (have < 0) have = ccairn_have_sse42();
-    return have ? crc32c_hw(crc, data, len) : ccairn_crc32c_sw(crc, data, len);
+    return have_sse42 ? crc32c_hw(crc, data, len) : ccairn_crc32c_sw(crc, data, len);
 }
 
 static int signal_pipe[2] = {-1, -1};
