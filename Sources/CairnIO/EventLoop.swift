@@ -55,6 +55,19 @@ public final class EventLoop: @unchecked Sendable {
     private var afterJobsResuming: [UnsafeContinuation<Void, Never>] = []
     let inbox = Mutex(Inbox())
 
+    var idlePoll: IdlePoll
+    /// Idle periods that ended in an event found while polling, and in a sleep (loop thread only;
+    /// read through `idleStats()`).
+    private var idlePolledHits: UInt64 = 0
+    private var idleSlept: UInt64 = 0
+
+    /// How the loop's idle periods ended: in an event found while polling, or in a sleep; and the
+    /// current polling window. Read on the loop thread.
+    public var idleStats: (polledHits: UInt64, slept: UInt64, windowNanos: UInt64) {
+        assertInLoop()
+        return (idlePolledHits, idleSlept, idlePoll.windowNanos)
+    }
+
     var timers = Heap<TimerEntry>()
     var timerSeq: UInt64 = 0
 
@@ -74,8 +87,11 @@ public final class EventLoop: @unchecked Sendable {
         var stopRequested = false
     }
 
-    public init(name: String = "cairn-loop", logger: Logger? = nil) throws(IOError) {
+    /// `idlePoll`: how long the loop polls before it sleeps when it runs out of work (see
+    /// `IdlePoll`); off unless asked for.
+    public init(name: String = "cairn-loop", logger: Logger? = nil, idlePoll: IdlePoll = .off) throws(IOError) {
         self.name = name
+        self.idlePoll = idlePoll
         self.id = EventLoop.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         self.logger = logger ?? Logger(label: "cairn.loop")
         epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -256,18 +272,9 @@ public final class EventLoop: @unchecked Sendable {
                     }
                     return true
                 }
-                if !hasWork {
-                    if let first = timers.min {
-                        let delta = first.deadline > now ? first.deadline - now : 0
-                        timeout = Int32(min((delta + 999_999) / 1_000_000, 60_000))
-                    } else {
-                        timeout = -1
-                    }
-                }
+                if !hasWork { timeout = timeoutToNextTimer(from: now) }
             }
-            let n = events.withUnsafeMutableBufferPointer { buf in
-                epoll_wait(epfd, buf.baseAddress, Int32(buf.count), timeout)
-            }
+            let n = waitForEvents(&events, timeout: timeout, now: now)
             if timeout != 0 { inbox.withLock { $0.sleeping = false } }
             if n > 0 {
                 for i in 0..<Int(n) {
@@ -280,6 +287,46 @@ public final class EventLoop: @unchecked Sendable {
             }
         }
         ccairn_set_loop_id(0)
+    }
+
+    /// `epoll_wait`'s timeout until the first timer from `now` (ms, rounded up), or -1 for none.
+    private func timeoutToNextTimer(from now: UInt64) -> Int32 {
+        guard let first = timers.min else { return -1 }
+        let delta = first.deadline > now ? first.deadline - now : 0
+        return Int32(min((delta + 999_999) / 1_000_000, 60_000))
+    }
+
+    /// Waits up to `timeout` ms (0: just looks) for events. An idle loop (timeout not 0) with
+    /// idle polling on polls for the window first, never past the next timer, then sleeps for
+    /// what is left; posters see `sleeping` and write the wake eventfd, which a poll finds like
+    /// any other event.
+    private func waitForEvents(_ events: inout [epoll_event], timeout: Int32, now: UInt64) -> Int32 {
+        func wait(_ ms: Int32) -> Int32 {
+            events.withUnsafeMutableBufferPointer { epoll_wait(epfd, $0.baseAddress, Int32($0.count), ms) }
+        }
+        guard timeout != 0 && idlePoll.enabled else { return wait(timeout) }
+        var pollUntil = now &+ idlePoll.windowNanos
+        if let first = timers.min { pollUntil = min(pollUntil, first.deadline) }
+        var n: Int32 = 0
+        var t = now
+        while n == 0 && t < pollUntil {
+            // Yielded each time round, so a runnable thread on this CPU goes first.
+            sched_yield()
+            n = wait(0)
+            t = monotonicNanos()
+        }
+        if n != 0 {
+            idlePolledHits &+= 1
+        } else {
+            let rest = timeoutToNextTimer(from: t)
+            if rest != 0 {
+                n = wait(rest)
+                t = monotonicNanos()
+                idleSlept &+= 1
+            }
+        }
+        idlePoll.record(idleNanos: t &- now)
+        return n
     }
 
     private func reapCompletions(_ data: inout [UInt64], _ res: inout [Int32]) {
