@@ -79,7 +79,12 @@ struct Duration: ExpressibleByArgument, CustomStringConvertible {
         nanoseconds = UInt64(v * mult)
     }
 
-    var description: String { "\(Double(nanoseconds) / 1e9)s" }
+    var description: String {
+        let (unit, per): (String, UInt64) = nanoseconds >= 1_000_000_000 ? ("s", 1_000_000_000)
+            : nanoseconds >= 1_000_000 ? ("ms", 1_000_000) : nanoseconds >= 1_000 ? ("us", 1_000) : ("", 0)
+        if per == 0 { return nanoseconds == 0 ? "0" : "\(Double(nanoseconds) / 1e3)us" }
+        return nanoseconds % per == 0 ? "\(nanoseconds / per)\(unit)" : "\(Double(nanoseconds) / Double(per))\(unit)"
+    }
 }
 
 /// Sets up logging for a process role at `level`, to standard error.
