@@ -227,3 +227,10 @@ void ccairn_count_global_enqueues(void) { swift_task_enqueueGlobal_hook = count_
 uint64_t ccairn_global_enqueues_from_loop(uint64_t id) {
     return __atomic_load_n(&global_enqueues[id & 255], __ATOMIC_RELAXED);
 }
+
+#include <sys/resource.h>
+long ccairn_thread_involuntary_switches(void) {
+    struct rusage u;
+    if (getrusage(RUSAGE_THREAD, &u) != 0) return -1;
+    return u.ru_nivcsw;
+}

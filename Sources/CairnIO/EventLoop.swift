@@ -60,12 +60,13 @@ public final class EventLoop: @unchecked Sendable {
     /// read through `idleStats()`).
     private var idlePolledHits: UInt64 = 0
     private var idleSlept: UInt64 = 0
+    private var idlePollContended: UInt64 = 0
 
-    /// How the loop's idle periods ended: in an event found while polling, or in a sleep; and the
-    /// current polling window. Read on the loop thread.
-    public var idleStats: (polledHits: UInt64, slept: UInt64, windowNanos: UInt64) {
+    /// How the loop's idle periods ended: in an event found while polling, or in a sleep; how many
+    /// polls gave the CPU to another thread; and the current polling window. Read on the loop thread.
+    public var idleStats: (polledHits: UInt64, slept: UInt64, contended: UInt64, windowNanos: UInt64) {
         assertInLoop()
-        return (idlePolledHits, idleSlept, idlePoll.windowNanos)
+        return (idlePolledHits, idleSlept, idlePollContended, idlePoll.windowNanos)
     }
 
     var timers = Heap<TimerEntry>()
@@ -309,6 +310,7 @@ public final class EventLoop: @unchecked Sendable {
         if let first = timers.min { pollUntil = min(pollUntil, first.deadline) }
         var n: Int32 = 0
         var t = now
+        let switchedBefore = pollUntil > now ? involuntarySwitches() : 0
         while n == 0 && t < pollUntil {
             // Yielded each time round, so a runnable thread on this CPU goes first.
             sched_yield()
@@ -325,9 +327,15 @@ public final class EventLoop: @unchecked Sendable {
                 idleSlept &+= 1
             }
         }
-        idlePoll.record(idleNanos: t &- now)
+        let contended = pollUntil > now && involuntarySwitches() != switchedBefore
+        if contended { idlePollContended &+= 1 }
+        idlePoll.record(idleNanos: t &- now, contended: contended)
         return n
     }
+
+    /// This thread's involuntary context switches so far: a `sched_yield` that let another
+    /// thread run counts as one.
+    private func involuntarySwitches() -> Int { ccairn_thread_involuntary_switches() }
 
     private func reapCompletions(_ data: inout [UInt64], _ res: inout [Int32]) {
         while true {

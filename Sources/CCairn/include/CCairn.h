@@ -56,6 +56,9 @@ int ccairn_memory_backed(int fd);
 // pwritev2 with RWF_DSYNC; fallocate punching a hole (size kept). Both -1 with errno on failure.
 ssize_t ccairn_pwrite_dsync(int fd, const void *buf, size_t len, off_t offset);
 int ccairn_punch_hole(int fd, off_t offset, off_t len);
+// The calling thread's involuntary context switches (getrusage RUSAGE_THREAD, GNU-only); -1 on
+// failure. A sched_yield that ran another thread counts as one.
+long ccairn_thread_involuntary_switches(void);
 
 // The loop thread marks itself so executors and I/O calls know where they run.
 void ccairn_set_loop_id(uint64_t id);
