@@ -68,10 +68,7 @@ struct ControllerCommand: AsyncParsableCommand {
     @Option(help: "Most bytes per second a SANITIZE overwrite may write (it runs in the background).")
     var sanitizeRate: ByteSize = ByteSize(argument: "64MiB")!
 
-    @Option(help: ArgumentHelp(
-        "Poll this long at most (e.g. 200us; 0 for never) for the next event before sleeping when idle.",
-        discussion: "Adapts to the gaps seen: it spends CPU only while events come that often. On a VM a sleeping loop's vCPU halts and waking it costs more than the software does per I/O."))
-    var idlePoll: Duration = Duration(argument: "200us")!
+    @OptionGroup var loopOptions: LoopOptions
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
@@ -112,7 +109,7 @@ struct ControllerCommand: AsyncParsableCommand {
         logger[metadataKey: "volume"] = "\(name)"
         let targetName = iqn ?? "iqn.2026-11.io.cairn:\(name)"
 
-        let loop = try EventLoop(name: "cairn-\(name)", logger: logger, idlePoll: IdlePoll(maxNanos: idlePoll.nanoseconds))
+        let loop = try EventLoop(name: "cairn-\(name)", logger: logger, idlePoll: loopOptions.idlePollPolicy)
         loop.start()
         let store: any BlockStore
         var backing: String

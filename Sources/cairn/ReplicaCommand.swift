@@ -20,10 +20,7 @@ struct ReplicaCommand: AsyncParsableCommand {
     @Option(help: "Volume size, e.g. 1GiB: required on first start; later starts refuse another size.")
     var size: ByteSize?
 
-    @Option(help: ArgumentHelp(
-        "Poll this long at most (e.g. 200us; 0 for never) for the next event before sleeping when idle.",
-        discussion: "Adapts to the gaps seen: it spends CPU only while events come that often. On a VM a sleeping loop's vCPU halts and waking it costs more than the software does per I/O."))
-    var idlePoll: Duration = Duration(argument: "200us")!
+    @OptionGroup var loopOptions: LoopOptions
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
@@ -40,7 +37,7 @@ struct ReplicaCommand: AsyncParsableCommand {
         _ = bootstrapLogging(logLevel)
         var logger = Logger(label: "cairn.replica")
         logger[metadataKey: "dir"] = "\(dir)"
-        let loop = try EventLoop(name: "cairn-replica", logger: logger, idlePoll: IdlePoll(maxNanos: idlePoll.nanoseconds))
+        let loop = try EventLoop(name: "cairn-replica", logger: logger, idlePoll: loopOptions.idlePollPolicy)
         loop.start()
         let store: ReplicaStore
         do {
