@@ -56,8 +56,8 @@ public final class EventLoop: @unchecked Sendable {
     let inbox = Mutex(Inbox())
 
     var idlePoll: IdlePoll
-    /// Idle periods that ended in an event found while polling, and in a sleep (loop thread only;
-    /// read through `idleStats()`).
+    /// Idle periods that ended in an event found while polling, or in a sleep; polls that gave
+    /// the CPU away (loop thread only; read through `idleStats`).
     private var idlePolledHits: UInt64 = 0
     private var idleSlept: UInt64 = 0
     private var idlePollContended: UInt64 = 0
