@@ -19,7 +19,8 @@ need matplotlib, which `make perf` installs into .venv).
 
   perf.py report RUNDIR
       Reads RUNDIR/meta.json and RUNDIR/<target>/<job>.r<N>.json (fio JSON) +
-      .cpu.json, writes RUNDIR/results.json, RUNDIR/results.md and the charts
+      .cpu.json (and RUNDIR/disk/ceiling-N.r<N>.json, the disk ceiling runs,
+      when there are any), writes RUNDIR/results.json, RUNDIR/results.md and the charts
       (when matplotlib is there), prints the Markdown.
 
   perf.py check RUNDIR BASELINE.json
@@ -244,6 +245,47 @@ def load_rounds(rundir, target, job, rounds):
     return out
 
 
+def load_ceiling(rundir, rounds):
+    """The disk ceiling runs (RUNDIR/disk/ceiling-N.rR.json, N files at once):
+    {N: {"per_round": [IOPS or None, ...], median, min, max, n}}; {} when there are none."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(rundir, "disk", "ceiling-*.r1.json"))):
+        n = os.path.basename(path).split(".")[0].split("-")[1]
+        per_round = []
+        for r in range(1, rounds + 1):
+            try:
+                f = fio_numbers(os.path.join(rundir, "disk", f"ceiling-{n}.r{r}.json"))
+                per_round.append(f["iops"] if f["error"] == 0 and f["total_ios"] > 0 else None)
+            except (OSError, ValueError, KeyError):
+                per_round.append(None)
+        out[n] = {"per_round": per_round, **(spread(per_round) or {})}
+    return out
+
+
+def ceiling_section(ceiling, summary):
+    """Markdown lines for the disk ceiling, and how close cairn-rN's random writes come to it."""
+    if not ceiling:
+        return []
+    md = ["", "## Disk ceiling", "",
+          "fio straight on files in the scratch folder, no target in between (io_uring, O_DIRECT, "
+          "4 KiB random writes, one job at queue depth 32 per file), at the start of each round. "
+          "The disk of a shared VM moves from minute to minute; this says what it could do then.", "",
+          "| files at once | IOPS (all files) | per round |", "|---|---:|---:|"]
+    for n, c in sorted(ceiling.items(), key=lambda kv: int(kv[0])):
+        md.append(f"| {n} | {fmt_spread(c if c.get('n') else None)} | "
+                  + " / ".join(fmt(v) for v in c["per_round"]) + " |")
+    for t, s in summary.get("randwrite-4k-qd32", {}).items():
+        copies = t[len("cairn-r"):] if t.startswith("cairn-r") else None
+        c = ceiling.get(copies) if copies else None
+        if c and c.get("n") and s.get("ok") and int(copies) > 1:
+            per_copy = c["median"] / int(copies)
+            md.append("")
+            md.append(f"{t} writes every I/O {copies} times to this one disk: its ceiling here is the "
+                      f"{copies}-file figure / {copies} = {fmt(per_copy)} IOPS; its randwrite-4k-qd32 median "
+                      f"is {fmt(s['iops']['median'])} ({s['iops']['median'] / per_copy:.0%} of it).")
+    return md
+
+
 def fmt(x, digits=0):
     if x is None:
         return "-"
@@ -293,8 +335,9 @@ def cmd_report(rundir):
             rr = round_ratios(runs[j][t], runs[j][targets[-1]], "cpu_s_per_mio")
             cpu_ratios.setdefault(f"{t}/{targets[-1]}", {})[j] = {"per_round": rr, **(spread(rr) or {})}
     scale_summary = {j: {t: summarize(v) for t, v in per.items()} for j, per in scale.items()}
+    ceiling = load_ceiling(rundir, meta["rounds"])
     results = {"meta": meta, "runs": runs, "summary": summary, "ratios": ratios, "cpu_ratios": cpu_ratios,
-               "scale_runs": scale, "scale_summary": scale_summary}
+               "scale_runs": scale, "scale_summary": scale_summary, "disk_ceiling": ceiling}
     with open(os.path.join(rundir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
 
@@ -348,6 +391,7 @@ def cmd_report(rundir):
         for j in jobs:
             md.append(f"| {j} | " + " | ".join(fmt_spread(cpu_ratios[k][j] if cpu_ratios[k][j].get("n") else None, 2)
                                                for k in ckeys) + " |")
+    md += ceiling_section(ceiling, summary)
     if scale_summary:
         md += ["", "## Scaling", "",
                "Sessions: 4 KiB random reads at depth 4 per session, N sessions on one volume. "
