@@ -35,7 +35,7 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
     private var socket: TCPConnection?
     private var reader: FrameReader?
     private var writer: FrameWriter?
-    private var pending: [UInt64: Pending] = [:]
+    private var pending = PendingRequests<Pending>()
     private var nextSeq: UInt64 = 1
     private(set) var failedReason: String?
     private var closing = false
@@ -54,7 +54,6 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
         var l = logger
         l[metadataKey: "replica"] = "\(address)"
         self.logger = l
-        pending.reserveCapacity(256)
     }
 
     /// Connects and shakes hands; on success the reader, writer and watchdog tasks run.
@@ -109,7 +108,7 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
         let seq = nextSeq
         nextSeq &+= 1
         f.header.seq = seq
-        pending[seq] = Pending(opcode: f.header.opcode, sentAt: monotonicNanos(), completion: completion)
+        pending.insert(seq, Pending(opcode: f.header.opcode, sentAt: monotonicNanos(), completion: completion))
         w.enqueue(f)
         return true
     }
@@ -155,7 +154,7 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
             while failedReason == nil {
                 let h = try await r.readHeader()
                 guard h.isReply else { throw WireError.badMessage("request frame from a replica") }
-                guard let p = pending.removeValue(forKey: h.seq) else {
+                guard let p = pending.remove(h.seq) else {
                     throw WireError.badMessage("reply for unknown request \(h.seq)")
                 }
                 lastReply = monotonicNanos()
@@ -204,7 +203,7 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
             guard failedReason == nil else { return }
             let now = monotonicNanos()
             var oldest = UInt64.max
-            for p in pending.values where p.sentAt < oldest { oldest = p.sentAt }
+            pending.forEach { p in if p.sentAt < oldest { oldest = p.sentAt } }
             if oldest != .max && now &- oldest > timeout {
                 fail("no reply within \(timeout / 1_000_000) ms")
                 return
@@ -227,9 +226,7 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
         }
         socket?.shutdown()
         writer?.close()
-        let all = pending
-        pending = [:]
-        for (_, p) in all.sorted(by: { $0.key < $1.key }) {
+        for p in pending.removeAll() {
             switch p.completion {
             case .fan(let f, let slot): f.complete(slot, .unavailable)
             case .read(_, let c): c.resume(returning: .unavailable)
