@@ -94,7 +94,7 @@ let package = Package(
         .target(
             name: "CairnAPI",
             dependencies: [
-                "CairnVolume", "CairnReplica", "CairnWire",
+                "CairnVolume", "CairnReplica", "CairnWire", "CairnIO",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOPosix", package: "swift-nio"),

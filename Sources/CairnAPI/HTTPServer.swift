@@ -1,3 +1,4 @@
+import CairnIO
 import CairnReplica
 import CairnVolume
 import CairnWire
@@ -192,7 +193,8 @@ public enum ControllerAPI {
             return json(VolumeStatsView(s, usedBytes: used))
         }
         router.get("/metrics") { _, _ -> Response in
-            text(metrics.render(await volume.snapshot()), contentType: "text/plain; version=0.0.4; charset=utf-8")
+            let s = await volume.snapshot()
+            return text(metrics.render(s, loop: await volume.loopIdleStats()), contentType: "text/plain; version=0.0.4; charset=utf-8")
         }
         router.get("/healthz") { _, _ -> Response in
             let state = await volume.state
@@ -240,14 +242,21 @@ struct ReplicaHTTPSnapshot: Sendable {
     var writeBytes: UInt64
     var rebuildBytesWritten: UInt64
     var errors: UInt64
+    var loop: LoopIdleStats
 }
 
 extension ReplicaStore {
     /// The counters, read in one hop into the store's actor, with `status`.
     func httpSnapshot(status: ReplicaStatus) -> ReplicaHTTPSnapshot {
         ReplicaHTTPSnapshot(status: status, reads: reads, writes: writes, readBytes: readBytes,
-                            writeBytes: writeBytes, rebuildBytesWritten: rebuildBytesWritten, errors: errors)
+                            writeBytes: writeBytes, rebuildBytesWritten: rebuildBytesWritten, errors: errors,
+                            loop: loop.idleStats)
     }
+}
+
+extension Volume {
+    /// The controller's event loop's idle periods (the volume runs on that loop).
+    func loopIdleStats() -> LoopIdleStats { loop.idleStats }
 }
 
 /// The last value of a query that costs a request to a replica, reused while it is younger than

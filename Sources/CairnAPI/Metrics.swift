@@ -1,3 +1,4 @@
+import CairnIO
 import CairnVolume
 // Implementation-only, like Hummingbird (see HTTPServer.swift).
 @_implementationOnly import Prometheus
@@ -37,6 +38,7 @@ final class ControllerMetrics: Sendable {
     private let sizeOfVolume: Gauge, sectorSize: Gauge, uptime: Gauge
     private let ejections: Counter, rebuildBytes: Counter, membershipChanges: Counter
     private let epoch: Gauge, pauseLast: Gauge, pauseMax: Gauge
+    private let loop: LoopMetrics
 
     init(volumeName: String) {
         let r = registry
@@ -64,6 +66,7 @@ final class ControllerMetrics: Sendable {
                                 help: "Time new writes were held while a rebuilt replica turned RW: the last switch and the longest")
         pauseMax = r.gauge(name: "cairn_rebuild_switch_pause_seconds", labels: [("pause", "max")],
                                help: "Time new writes were held while a rebuilt replica turned RW: the last switch and the longest")
+        loop = LoopMetrics(registry: r)
     }
 
     /// Jiva's volume status encoding.
@@ -75,19 +78,19 @@ final class ControllerMetrics: Sendable {
         }
     }
 
-    /// The whole exposition for `s`.
-    func render(_ s: VolumeSnapshot) -> String {
+    /// The whole exposition for `s` and the controller's event loop.
+    func render(_ s: VolumeSnapshot, loop idle: LoopIdleStats) -> String {
         let c = s.counters
         last.withLock { l in
-            Self.advance(reads, &l.reads, c.reads)
-            Self.advance(writes, &l.writes, c.writes)
-            Self.advance(readTime, &l.readNanos, c.readNanos)
-            Self.advance(writeTime, &l.writeNanos, c.writeNanos)
-            Self.advance(readBlocks, &l.readBlocks, c.readBlocks)
-            Self.advance(writeBlocks, &l.writeBlocks, c.writeBlocks)
-            Self.advance(ejections, &l.ejections, c.ejections)
-            Self.advance(rebuildBytes, &l.rebuildBytes, c.rebuildBytes)
-            Self.advance(membershipChanges, &l.membershipChanges, c.membershipChanges)
+            advance(reads, &l.reads, c.reads)
+            advance(writes, &l.writes, c.writes)
+            advance(readTime, &l.readNanos, c.readNanos)
+            advance(writeTime, &l.writeNanos, c.writeNanos)
+            advance(readBlocks, &l.readBlocks, c.readBlocks)
+            advance(writeBlocks, &l.writeBlocks, c.writeBlocks)
+            advance(ejections, &l.ejections, c.ejections)
+            advance(rebuildBytes, &l.rebuildBytes, c.rebuildBytes)
+            advance(membershipChanges, &l.membershipChanges, c.membershipChanges)
 
             var seen = Set<String>()
             for r in s.replicas {
@@ -115,6 +118,7 @@ final class ControllerMetrics: Sendable {
         epoch.set(to: Double(s.epoch))
         pauseLast.set(to: Double(c.lastSwitchPauseNanos) / 1e9)
         pauseMax.set(to: Double(c.longestSwitchPauseNanos) / 1e9)
+        loop.update(idle)
 
         var out = registry.emitToString()
         PrometheusText.latencyHistogram(name: "cairn_read_latency_seconds",
@@ -124,13 +128,6 @@ final class ControllerMetrics: Sendable {
                                         help: "Write latency seen by the volume, until the replica set acknowledged it",
                                         c.writeLatency, into: &out)
         return out
-    }
-
-    /// Adds to `counter` what `now` grew by since `last` (never less than zero).
-    private static func advance(_ counter: Counter, _ last: inout UInt64, _ now: UInt64) {
-        guard now > last else { return }
-        counter.increment(by: Int64(clamping: now - last))
-        last = now
     }
 }
 
@@ -150,6 +147,7 @@ final class ReplicaMetrics: Sendable {
     private let reads: Counter, writes: Counter, readBytes: Counter, writeBytes: Counter
     private let rebuildBytes: Counter, errors: Counter
     private let allocated: Gauge, size: Gauge, epoch: Gauge
+    private let loop: LoopMetrics
 
     init(replicaID: String) {
         let r = registry
@@ -163,16 +161,17 @@ final class ReplicaMetrics: Sendable {
         size = r.gauge(name: "cairn_replica_size_bytes", help: "The volume size this replica holds")
         epoch = r.gauge(name: "cairn_replica_epoch", help: "Epoch of the membership record persisted here (0: none)")
         r.gauge(name: "cairn_replica_info", labels: [("replica", replicaID)], help: "The replica's id (value 1)").set(to: 1)
+        loop = LoopMetrics(registry: r)
     }
 
     func render(_ s: ReplicaHTTPSnapshot) -> String {
         last.withLock { l in
-            Self.advance(reads, &l.reads, s.reads)
-            Self.advance(writes, &l.writes, s.writes)
-            Self.advance(readBytes, &l.readBytes, s.readBytes)
-            Self.advance(writeBytes, &l.writeBytes, s.writeBytes)
-            Self.advance(rebuildBytes, &l.rebuildBytes, s.rebuildBytesWritten)
-            Self.advance(errors, &l.errors, s.errors)
+            advance(reads, &l.reads, s.reads)
+            advance(writes, &l.writes, s.writes)
+            advance(readBytes, &l.readBytes, s.readBytes)
+            advance(writeBytes, &l.writeBytes, s.writeBytes)
+            advance(rebuildBytes, &l.rebuildBytes, s.rebuildBytesWritten)
+            advance(errors, &l.errors, s.errors)
             var seen = Set<String>()
             for m in s.status.dirtyMaps {
                 seen.insert(m.member)
@@ -190,13 +189,8 @@ final class ReplicaMetrics: Sendable {
         allocated.set(to: Double(s.status.allocatedBytes))
         size.set(to: Double(s.status.size))
         epoch.set(to: Double(s.status.record?.epoch ?? 0))
+        loop.update(s.loop)
         return registry.emitToString()
-    }
-
-    private static func advance(_ counter: Counter, _ last: inout UInt64, _ now: UInt64) {
-        guard now > last else { return }
-        counter.increment(by: Int64(clamping: now - last))
-        last = now
     }
 }
 

@@ -62,11 +62,11 @@ public final class EventLoop: @unchecked Sendable {
     private var idleSlept: UInt64 = 0
     private var idlePollContended: UInt64 = 0
 
-    /// How the loop's idle periods ended: in an event found while polling, or in a sleep; how many
-    /// polls gave the CPU to another thread; and the current polling window. Read on the loop thread.
-    public var idleStats: (polledHits: UInt64, slept: UInt64, contended: UInt64, windowNanos: UInt64) {
+    /// How the loop's idle periods ended so far, and its polling window now. Read on the loop thread.
+    public var idleStats: LoopIdleStats {
         assertInLoop()
-        return (idlePolledHits, idleSlept, idlePollContended, idlePoll.windowNanos)
+        return LoopIdleStats(polledHits: idlePolledHits, slept: idleSlept, contended: idlePollContended,
+                             windowNanos: idlePoll.windowNanos)
     }
 
     var timers = Heap<TimerEntry>()

@@ -66,3 +66,22 @@ public struct IdlePoll: Sendable, Equatable {
         }
     }
 }
+
+/// How an event loop's idle periods ended (`EventLoop.idleStats`), for tests and `/metrics`.
+public struct LoopIdleStats: Sendable, Equatable {
+    /// Ended by an event found while polling: a sleep and a wake-up saved.
+    public var polledHits: UInt64
+    /// Ended in a sleep (no window, or nothing came within it).
+    public var slept: UInt64
+    /// Polls that handed the CPU to another thread (each turns polling off for a while).
+    public var contended: UInt64
+    /// The polling window now (0: not polling).
+    public var windowNanos: UInt64
+
+    public init(polledHits: UInt64 = 0, slept: UInt64 = 0, contended: UInt64 = 0, windowNanos: UInt64 = 0) {
+        self.polledHits = polledHits
+        self.slept = slept
+        self.contended = contended
+        self.windowNanos = windowNanos
+    }
+}

@@ -50,7 +50,7 @@ import Testing
 
     /// Posts `count` calls to the loop from another thread, `gapMicros` apart, and returns the
     /// loop's idle statistics after the last one ran.
-    private func post(count: Int, gapMicros: UInt32, poll: IdlePoll) async throws -> (polledHits: UInt64, slept: UInt64, contended: UInt64, windowNanos: UInt64) {
+    private func post(count: Int, gapMicros: UInt32, poll: IdlePoll) async throws -> LoopIdleStats {
         let loop = try EventLoop(name: "idle-poll-test", idlePoll: poll)
         loop.start()
         defer { loop.stopAndJoin() }

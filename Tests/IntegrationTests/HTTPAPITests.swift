@@ -135,6 +135,7 @@ struct HTTPAPITests {
         #expect(inf != nil && inf == value("cairn_write_latency_seconds_count") && (inf ?? 0) >= 1)
         let buckets = samples.filter { $0.name == "cairn_write_latency_seconds_bucket" }.map(\.value)
         #expect(buckets == buckets.sorted(), "buckets must be cumulative: \(buckets)")
+        Self.expectLoopSeries(samples, m.text)
 
         for r in v.replicas {
             let rm = try HTTPClient.get(r.http + "/metrics")
@@ -147,7 +148,19 @@ struct HTTPAPITests {
             }
             #expect((rs.first { $0.name == "cairn_replica_writes_total" }?.value ?? 0) >= 1, "\(rm.text)")
             #expect((rs.first { $0.name == "cairn_replica_allocated_bytes" }?.value ?? 0) >= Double(256 << 10))
+            Self.expectLoopSeries(rs, rm.text)
         }
+    }
+
+    /// The event loop's idle-polling series: a process that has served requests has been idle
+    /// between them, so its idle periods (ended by a poll or a sleep) are counted.
+    static func expectLoopSeries(_ samples: [Sample], _ text: String) {
+        let periods = samples.filter { $0.name == "cairn_loop_idle_periods_total" }
+        #expect(Set(periods.map(\.labels)) == [#"{ended="poll"}"#, #"{ended="sleep"}"#], "\(text)")
+        #expect(periods.map(\.value).reduce(0, +) >= 1, "\(text)")
+        #expect(samples.contains { $0.name == "cairn_loop_idle_poll_yields_total" }, "\(text)")
+        let window = samples.first { $0.name == "cairn_loop_idle_poll_window_seconds" }?.value
+        #expect(window != nil && window! >= 0 && window! <= 200e-6, "window within --idle-poll's default: \(text)")
     }
 
     @Test("DELETE a replica -> 204 and 2 listed; quorum-breaking DELETE -> 409; POST it back -> RW again",
