@@ -44,11 +44,17 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'exit 129' HUP  # a closed terminal: the replicas, in their own sessions, do not get it
 
+# Each replica in a session of its own (setsid, which execs it in place: $! is the replica), so
+# that Ctrl-C, which the terminal sends to its whole foreground process group, reaches only
+# this script and the controller. The EXIT trap then stops the controller first and the
+# replicas after it: replicas that quit under a running controller would be ejected, and the
+# next start would rebuild them.
 replica_args=()
 for i in "${!RPORTS[@]}"; do
     n=$((i + 1)) p=${RPORTS[$i]}
-    "$BIN" replica --dir "$DIR/r$n" --listen "127.0.0.1:$p" --size "$SIZE" --log-level "$LEVEL" \
+    setsid "$BIN" replica --dir "$DIR/r$n" --listen "127.0.0.1:$p" --size "$SIZE" --log-level "$LEVEL" \
         </dev/null >>"$DIR/r$n.log" 2>&1 &
     PIDS+=($!)
     replica_args+=(--replica "127.0.0.1:$p")
