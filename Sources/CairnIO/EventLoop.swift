@@ -56,17 +56,15 @@ public final class EventLoop: @unchecked Sendable {
     let inbox = Mutex(Inbox())
 
     var idlePoll: IdlePoll
-    /// Idle periods that ended in an event found while polling, or in a sleep; polls that gave
-    /// the CPU away (loop thread only; read through `idleStats`).
-    private var idlePolledHits: UInt64 = 0
-    private var idleSlept: UInt64 = 0
-    private var idlePollContended: UInt64 = 0
+    /// How idle periods ended so far (loop thread only; read through `idleStats`).
+    private var idleCounts = LoopIdleStats()
 
     /// How the loop's idle periods ended so far, and its polling window now. Read on the loop thread.
     public var idleStats: LoopIdleStats {
         assertInLoop()
-        return LoopIdleStats(polledHits: idlePolledHits, slept: idleSlept, contended: idlePollContended,
-                             windowNanos: idlePoll.windowNanos)
+        var s = idleCounts
+        s.windowNanos = idlePoll.windowNanos
+        return s
     }
 
     var timers = Heap<TimerEntry>()
@@ -310,7 +308,7 @@ public final class EventLoop: @unchecked Sendable {
         if let first = timers.min { pollUntil = min(pollUntil, first.deadline) }
         var n: Int32 = 0
         var t = now
-        let switchedBefore = pollUntil > now ? involuntarySwitches() : 0
+        let switchedBefore = pollUntil > now ? ccairn_thread_involuntary_switches() : 0
         while n == 0 && t < pollUntil {
             // Yielded each time round, so a runnable thread on this CPU goes first.
             sched_yield()
@@ -318,24 +316,21 @@ public final class EventLoop: @unchecked Sendable {
             t = monotonicNanos()
         }
         if n != 0 {
-            idlePolledHits &+= 1
+            idleCounts.polledHits &+= 1
         } else {
             let rest = timeoutToNextTimer(from: t)
             if rest != 0 {
                 n = wait(rest)
                 t = monotonicNanos()
-                idleSlept &+= 1
+                idleCounts.slept &+= 1
             }
         }
-        let contended = pollUntil > now && involuntarySwitches() != switchedBefore
-        if contended { idlePollContended &+= 1 }
+        // A yield that let another thread run counts as an involuntary switch of this one.
+        let contended = pollUntil > now && ccairn_thread_involuntary_switches() != switchedBefore
+        if contended { idleCounts.contended &+= 1 }
         idlePoll.record(idleNanos: t &- now, contended: contended)
         return n
     }
-
-    /// This thread's involuntary context switches so far: a `sched_yield` that let another
-    /// thread run counts as one.
-    private func involuntarySwitches() -> Int { ccairn_thread_involuntary_switches() }
 
     private func reapCompletions(_ data: inout [UInt64], _ res: inout [Int32]) {
         while true {
