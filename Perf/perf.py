@@ -2,7 +2,7 @@
 """Helpers for Perf/run and Perf/check (Python standard library; the charts
 need matplotlib, which `make perf` installs into .venv).
 
-  perf.py job --pid PID[,PID...] --ramp SECONDS --out CPU.json -- FIO ARGS...
+  perf.py job --pid PID[,PID...] --ramp SECONDS [--disk DEV] --out CPU.json -- FIO ARGS...
       Runs fio, and measures the target's processes (a controller and its
       replicas: all of them are the target's cost) while fio's measured window
       lasts: CPU time (utime + stime of /proc/PID/stat, all threads) and
@@ -11,7 +11,11 @@ need matplotlib, which `make perf` installs into .venv).
       seconds after fio starts (fio's ramp_time: I/O then is not counted by
       fio either), the second when fio exits.  Writes {"cpu_s", "ctx_vol",
       "ctx_invol", "per_pid": [...], "window_s", "fio_rc"} to CPU.json; exits
-      with fio's status.
+      with fio's status.  With --disk DEV (a name in /proc/diskstats: the
+      device under the scratch folder), the device's own counters over the
+      same window go in as "disk": reads and writes completed per second, the
+      mean time one took (ms, queueing in the device included) and the mean
+      number in flight: whether the disk, not the target, was what held a run.
 
   perf.py meta RUNDIR "JOB..." FIO_VERSION RUNTIME RAMP ROUNDS SIZE_MIB SCRATCH
                "SCALE_JOB..." "SCALE_TARGET..." SCALE_SIZE_MIB COMMIT PIN_CPU
@@ -68,22 +72,42 @@ def sample_all(pids):
     return time.monotonic(), [sample(p) for p in pids]
 
 
+def disk_sample(dev):
+    """(reads, read ms, writes, write ms, weighted ms in flight) of DEV from /proc/diskstats."""
+    with open("/proc/diskstats") as f:
+        for line in f:
+            x = line.split()
+            if x[2] == dev:
+                return int(x[3]), int(x[6]), int(x[7]), int(x[10]), int(x[13])
+    raise ValueError(f"no device {dev} in /proc/diskstats")
+
+
+def disk_delta(a, b, seconds):
+    reads, rms, writes, wms, weighted = (y - x for x, y in zip(a, b))
+    return {"reads_s": reads / seconds, "writes_s": writes / seconds,
+            "read_ms": rms / reads if reads else None, "write_ms": wms / writes if writes else None,
+            "in_flight": weighted / (seconds * 1000.0)}
+
+
 def cmd_job(argv):
     sep = argv.index("--")
     opts = dict(zip(argv[:sep:2], argv[1:sep:2]))
     pids = [int(p) for p in opts["--pid"].split(",") if p]
     ramp, out = float(opts["--ramp"]), opts["--out"]
+    dev = opts.get("--disk") or None
     fio = subprocess.Popen(argv[sep + 1:])
-    first = last = None
+    first = last = disk0 = disk1 = None
     try:
         try:
             rc = fio.wait(timeout=ramp)
         except subprocess.TimeoutExpired:
             rc = None
         first = sample_all(pids)
+        disk0 = disk_sample(dev) if dev else None
         if rc is None:
             rc = fio.wait()
         last = sample_all(pids)
+        disk1 = disk_sample(dev) if dev else None
     except (OSError, IndexError, ValueError) as e:  # the target went away
         print(f"perf.py: cannot sample pids {pids}: {e}", file=sys.stderr)
         rc = fio.wait()
@@ -94,6 +118,8 @@ def cmd_job(argv):
                   "ctx_vol": sum(b[1] - a[1] for a, b in zip(first[1], last[1])),
                   "ctx_invol": sum(b[2] - a[2] for a, b in zip(first[1], last[1])),
                   "per_pid": per_pid, "window_s": last[0] - first[0], "fio_rc": rc}
+        if disk0 and disk1 and result["window_s"] > 0:
+            result["disk"] = {"device": dev, **disk_delta(disk0, disk1, result["window_s"])}
     else:
         result = {"fio_rc": rc, "target_gone": True}
     with open(out, "w") as f:
@@ -170,6 +196,12 @@ def one_run(base):
         r["cpu_s_per_mio"] = cpu["cpu_s"] * 1e6 / ios if ios else None
         r["cpu_s_per_mio_each"] = [p["cpu_s"] * 1e6 / ios if ios else None for p in cpu.get("per_pid", [])]
         r["ctx_per_io"] = (cpu["ctx_vol"] + cpu["ctx_invol"]) / ios if ios else None
+        d = cpu.get("disk")
+        if d:
+            done = d["reads_s"] + d["writes_s"]
+            r["disk_iops"] = done
+            ms = [(d["reads_s"], d["read_ms"]), (d["writes_s"], d["write_ms"])]
+            r["disk_ms"] = sum(n * m for n, m in ms if m is not None) / done if done else None
         r["ok"] = r["error"] == 0 and cpu["fio_rc"] == 0 and ios > 0
         if not r["ok"]:
             r["problem"] = f"fio error {r['error']}, exit {cpu['fio_rc']}, {ios} I/Os"
@@ -179,7 +211,7 @@ def one_run(base):
 
 
 METRICS = ("iops", "mib_s", "lat_mean_us", "lat_p50_us", "lat_p99_us", "lat_p999_us", "cpu_s_per_mio",
-           "ctx_per_io")
+           "ctx_per_io", "disk_iops", "disk_ms")
 
 
 def spread(values):
@@ -282,7 +314,10 @@ def ceiling_section(ceiling, summary):
             md.append("")
             md.append(f"{t} writes every I/O {copies} times to this one disk: its ceiling here is the "
                       f"{copies}-file figure / {copies} = {fmt(per_copy)} IOPS; its randwrite-4k-qd32 median "
-                      f"is {fmt(s['iops']['median'])} ({s['iops']['median'] / per_copy:.0%} of it).")
+                      f"is {fmt(s['iops']['median'])} ({s['iops']['median'] / per_copy:.0%} of it)."
+                      + (f" The disk completed {fmt(s['disk_iops']['median'])} I/Os per second during its runs, "
+                         f"{s['disk_iops']['median'] / c['median']:.0%} of the {copies}-file figure."
+                         if s.get("disk_iops") else ""))
     return md
 
 
@@ -315,6 +350,14 @@ def cpu_cell(s, target):
         names = process_names(target, len(each))
         return total + " (" + " + ".join(f"{n} {v:.1f}" for n, v in zip(names, each)) + ")"
     return total
+
+
+def disk_cell(s):
+    """The device's I/Os per second (reads + writes) and the mean time of one, median over the rounds."""
+    if not s.get("disk_iops"):
+        return "-"
+    ms = f" / {s['disk_ms']['median']:.2f} ms" if s.get("disk_ms") else ""
+    return fmt(s["disk_iops"]["median"]) + ms
 
 
 def cmd_report(rundir):
@@ -360,21 +403,24 @@ def cmd_report(rundir):
           "p50 / p99 / p99.9 medians",
           "- CPU s/1M IO: CPU seconds (utime+stime) of the target's processes per million I/Os over "
           "fio's measured window, and each process's share (ctrl = controller, rN = replica N); "
-          "ctx/IO: their context switches (all threads) per I/O", "",
+          "ctx/IO: their context switches (all threads) per I/O",
+          "- disk: the scratch folder's device over the same window (/proc/diskstats): I/Os it completed "
+          "per second, all writers together (a 3-replica volume writes each I/O three times), and the "
+          "mean time one took in it", "",
           "## Matrix", "",
-          "| job | target | IOPS | MiB/s | lat p50 / p99 / p99.9 | CPU s/1M IO | ctx/IO |",
-          "|---|---|---:|---:|---:|---:|---:|"]
+          "| job | target | IOPS | MiB/s | lat p50 / p99 / p99.9 | CPU s/1M IO | ctx/IO | disk IO/s / ms |",
+          "|---|---|---:|---:|---:|---:|---:|---:|"]
     for j in jobs:
         for t in targets:
             s = summary[j][t]
             if not s["ok"]:
                 problems = "; ".join(sorted({r.get("problem", "?") for r in runs[j][t]})) or "no run"
-                md.append(f"| {j} | {t} | FAILED: {problems} | | | | |")
+                md.append(f"| {j} | {t} | FAILED: {problems} | | | | | |")
                 continue
             lat = " / ".join(fmt(s[m]["median"], 0) for m in ("lat_p50_us", "lat_p99_us", "lat_p999_us"))
             failed = f" ({s['failed']} failed)" if s["failed"] else ""
             md.append(f"| {j} | {t} | {fmt_spread(s['iops'])}{failed} | {fmt(s['mib_s']['median'], 1)} | {lat} "
-                      f"| {cpu_cell(s, t)} | {fmt(s['ctx_per_io']['median'], 2)} |")
+                      f"| {cpu_cell(s, t)} | {fmt(s['ctx_per_io']['median'], 2)} | {disk_cell(s)} |")
     if ratios:
         keys = list(ratios)
         md += ["", "## Ratios", "",
@@ -397,15 +443,16 @@ def cmd_report(rundir):
                "Sessions: 4 KiB random reads at depth 4 per session, N sessions on one volume. "
                f"Volumes: N cairn controllers (--file, {meta.get('scale_size_mib', '?')} MiB each), "
                "4 KiB random reads at depth 4 on each; CPU summed over the N controllers.", "",
-               "| run | target | IOPS | lat p50 / p99 | CPU s/1M IO | ctx/IO |", "|---|---|---:|---:|---:|---:|"]
+               "| run | target | IOPS | lat p50 / p99 | CPU s/1M IO | ctx/IO | disk IO/s / ms |",
+               "|---|---|---:|---:|---:|---:|---:|"]
         for j, per in scale_summary.items():
             for t, s in per.items():
                 if not s["ok"]:
-                    md.append(f"| {j} | {t} | FAILED | | | |")
+                    md.append(f"| {j} | {t} | FAILED | | | | |")
                     continue
                 lat = " / ".join(fmt(s[m]["median"], 0) for m in ("lat_p50_us", "lat_p99_us"))
                 md.append(f"| {j} | {t} | {fmt_spread(s['iops'])} | {lat} | {fmt(s['cpu_s_per_mio']['median'], 1)} "
-                          f"| {fmt(s['ctx_per_io']['median'], 2)} |")
+                          f"| {fmt(s['ctx_per_io']['median'], 2)} | {disk_cell(s)} |")
     if charts:
         md += ["", "## Charts", ""] + [f"![{title}]({name})" for name, title in charts]
     elif chart_note:
