@@ -119,7 +119,9 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
         if !enqueue(frame, .fan(fan, slot)) { fan.complete(slot, .unavailable) }
     }
 
-    /// Reads `buffer.count` bytes at `offset` straight into `buffer`.
+    /// Reads `buffer.count` bytes at `offset` straight into `buffer`. Runs on the caller's
+    /// executor (on the loop): no hop off the volume or rebuild job to call it.
+    nonisolated(nonsending)
     func read(offset: UInt64, into buffer: IOBuffer, epoch: UInt64, rebuild: Bool = false) async -> WireStatus {
         loop.assertInLoop()
         let h = WireHeader(opcode: .read, flags: rebuild ? [.rebuild] : [], seq: 0, epoch: epoch, offset: offset,
@@ -130,6 +132,7 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// A request whose reply is a status and maybe a control payload.
+    nonisolated(nonsending)
     func request(_ opcode: WireOpcode, epoch: UInt64, offset: UInt64 = 0, extent: UInt64 = 0,
                  flags: WireFlags = [], control: [UInt8]? = nil, data: IOBuffer? = nil) async -> (WireStatus, [UInt8]) {
         loop.assertInLoop()
