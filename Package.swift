@@ -118,7 +118,7 @@ let package = Package(
         .systemLibrary(name: "CLibiSCSI", path: "Sources/CLibiSCSI", providers: [.apt(["libiscsi-dev"])]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["CairnIO", "CLibiSCSI"],
+            dependencies: ["CairnIO", "CairnWire", "CLibiSCSI"],
             linkerSettings: [.linkedLibrary("iscsi")]
         ),
     ]

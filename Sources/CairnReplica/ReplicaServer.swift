@@ -107,7 +107,15 @@ actor ReplicaSession {
         ended = true
         await waitForIdle()
         runners.stop()
-        writer.close()
+        // What is queued still goes out: a refused handshake's status tells the controller why
+        // (wrong volume, protocol version), not just that the connection closed. A peer that
+        // does not take it within a second loses it (the shutdown fails the write).
+        writer.finish()
+        let socket = self.socket, loop = self.loop
+        loop.spawn {
+            await loop.sleep(nanoseconds: 1_000_000_000)
+            socket.shutdown()  // after the close below: a no-op
+        }
         await writerTask.value
         reader.release()
         socket.close()

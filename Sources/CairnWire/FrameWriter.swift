@@ -59,6 +59,8 @@ public final class FrameWriter: @unchecked Sendable {
     private var releases: [IOBuffer] = []
     public private(set) var failed = false
     private var closed = false
+    /// Set by `finish`: stop once the queue is empty.
+    private var finishing = false
     private let coalesce: Bool
 
     public init(socket: TCPConnection, coalesce: Bool = false) {
@@ -88,18 +90,17 @@ public final class FrameWriter: @unchecked Sendable {
             f.releaseBuffer = true
         }
         queue.append(f)
-        if let w = waiter {
-            waiter = nil
-            w.resume()
-        }
+        wake()
     }
 
-    /// The writer task: runs until `close` or a socket error.
+    /// The writer task: runs until `close`, or `finish` and an empty queue. After a socket
+    /// error it drops what is queued.
     public func run() async {
         while !closed {
             if queue.isEmpty {
+                if finishing { break }
                 await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
-                    if !queue.isEmpty || closed { c.resume() } else { waiter = c }
+                    if !queue.isEmpty || closed || finishing { c.resume() } else { waiter = c }
                 }
                 continue
             }
@@ -153,6 +154,17 @@ public final class FrameWriter: @unchecked Sendable {
     /// Stops the writer task (after its current batch); queued frames are dropped.
     public func close() {
         closed = true
+        wake()
+    }
+
+    /// Stops the writer task once everything queued so far is written (or the socket failed):
+    /// the last frames, a refused handshake's status say, still reach the peer.
+    public func finish() {
+        finishing = true
+        wake()
+    }
+
+    private func wake() {
         if let w = waiter {
             waiter = nil
             w.resume()
