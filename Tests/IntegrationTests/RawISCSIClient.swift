@@ -223,17 +223,23 @@ final class RawISCSIClient {
         let itt = takeITT()
         try send(Self.pdu(nopOutHeader(itt: itt)))
         while true {
-            switch receivePDU() {
+            switch try receiveAnsweringPings() {
             case .pdu(let h, _):
                 if h[0] & 0x3f == 0x20 && Self.get32(h, 16) == itt { return true }
-                if h[0] & 0x3f == 0x20 && Self.get32(h, 16) == 0xffff_ffff {
-                    // The target's own ping: answer it so it keeps us.
-                    var r = nopOutHeader(itt: 0xffff_ffff)
-                    r[20..<24] = h[20..<24]
-                    try send(Self.pdu(r))
-                }
             default: return false
             }
+        }
+    }
+
+    /// The next PDU that is not the target's own ping (a NOP-In with ITT 0xffffffff, sent when
+    /// the connection has been idle); each such ping is answered, so the target keeps us.
+    func receiveAnsweringPings() throws -> Received {
+        while true {
+            let r = receivePDU()
+            guard case .pdu(let h, _) = r, h[0] & 0x3f == 0x20, Self.get32(h, 16) == 0xffff_ffff else { return r }
+            var reply = nopOutHeader(itt: 0xffff_ffff)
+            reply[20..<24] = h[20..<24]
+            try send(Self.pdu(reply))
         }
     }
 

@@ -27,31 +27,19 @@ enum Checkout {
     }
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now (bound to port 0, then released).
-func freeLoopbackPort() throws -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw HarnessError("socket() failed: errno \(errno)") }
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = 0
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let rc = withUnsafeMutablePointer(to: &addr) { p in
-        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa -> Int32 in
-            guard bind(fd, sa, len) == 0 else { return -1 }
-            return getsockname(fd, sa, &len)
-        }
-    }
-    guard rc == 0 else { throw HarnessError("bind/getsockname on 127.0.0.1:0 failed: errno \(errno)") }
-    return UInt16(bigEndian: addr.sin_port)
+/// The port of "HOST:PORT" (the last colon's), from a process's ready line.
+func portOf(_ hostPort: Substring) -> UInt16? {
+    hostPort.split(separator: ":").last.flatMap { UInt16($0) }
 }
 
 /// One `cairn controller` process serving a scratch file.
 final class CairnController {
     let name: String
     let iqn: String
-    let port: UInt16
+    /// The portal's port: the one asked for (a restarted controller reuses its portal), else the
+    /// one the process bound to port 0 and printed. Picking a free port here and passing it on
+    /// would race every other process of the parallel test suites for it.
+    private(set) var port: UInt16 = 0
     /// The URL from the ready line, e.g. iscsi://127.0.0.1:PORT/iqn.2026-11.io.cairn:NAME/0
     private(set) var url = ""
     let directory: URL
@@ -79,14 +67,13 @@ final class CairnController {
          port: UInt16? = nil, readyTimeout: TimeInterval = 30) throws {
         self.name = name
         self.iqn = "iqn.2026-11.io.cairn:\(name)"
-        self.port = try port ?? freeLoopbackPort()
         self.directory = try Checkout.temporaryDirectory("cairn-itest-\(name)")
         self.imageFile = directory.appendingPathComponent("\(name).img")
         self.logFile = directory.appendingPathComponent("cairn.log")
 
         let backing = replicas.map { ports in ports.flatMap { ["--replica", "127.0.0.1:\($0)"] } } ?? ["--file", imageFile.path]
         let arguments = ["controller", "--name", name, "--size", size] + backing
-            + ["--portal", "127.0.0.1:\(self.port)"] + arguments
+            + ["--portal", "127.0.0.1:\(port ?? 0)"] + arguments
         let child = try Subprocess(path: try Self.binary().path, arguments: arguments,
                                    environment: ProcessInfo.processInfo.environment, outputFile: logFile.path)
         process = child
@@ -95,6 +82,9 @@ final class CairnController {
         while true {
             if let found = Self.readyURL(in: logText) {
                 url = found
+                let hostPort = found.dropFirst("iscsi://".count).prefix { $0 != "/" }
+                guard let bound = portOf(hostPort) else { throw HarnessError("no port in the ready URL \(found)") }
+                self.port = bound
                 return
             }
             if let status = child.poll() {

@@ -9,7 +9,9 @@ import Glibc
 
 final class CairnReplicaProcess {
     let directory: URL
-    let port: UInt16
+    /// The port it listens on: the one asked for, else the one its first start bound to port 0
+    /// and printed; a restart asks for that one again (the controller knows the replica by it).
+    private(set) var port: UInt16
     let logFile: URL
     private(set) var process: Subprocess?
     /// Optional tmpfs size: the replica runs in its own mount namespace on a tmpfs this big.
@@ -18,7 +20,7 @@ final class CairnReplicaProcess {
 
     init(directory: URL, size: String? = "64MiB", port: UInt16? = nil, tmpfsSize: String? = nil) throws {
         self.directory = directory
-        self.port = try port ?? freeLoopbackPort()
+        self.port = port ?? 0
         self.tmpfsSize = tmpfsSize
         self.logFile = directory.deletingLastPathComponent().appendingPathComponent("\(directory.lastPathComponent).log")
         try start(size: size)
@@ -48,6 +50,11 @@ final class CairnReplicaProcess {
             let text = String(logText.dropFirst(before))
             if let r = text.range(of: "cairn: replica "), text[r.upperBound...].contains("\n") {
                 replicaID = String(text[r.upperBound...].prefix { !$0.isWhitespace })
+                guard let on = text[r.upperBound...].range(of: " ready on "),
+                      let bound = portOf(text[on.upperBound...].prefix { !$0.isWhitespace }) else {
+                    throw HarnessError("no port in the replica's ready line:\n\(text)")
+                }
+                port = bound
                 return
             }
             if let status = child.poll() {
