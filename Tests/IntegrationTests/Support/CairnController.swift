@@ -83,7 +83,10 @@ final class CairnController {
             if let found = Self.readyURL(in: logText) {
                 url = found
                 let hostPort = found.dropFirst("iscsi://".count).prefix { $0 != "/" }
-                guard let bound = portOf(hostPort) else { throw HarnessError("no port in the ready URL \(found)") }
+                guard let bound = portOf(hostPort) else {
+                    child.terminate(grace: 5)
+                    throw HarnessError("no port in the ready URL \(found)")
+                }
                 self.port = bound
                 return
             }

@@ -52,6 +52,7 @@ final class CairnReplicaProcess {
                 replicaID = String(text[r.upperBound...].prefix { !$0.isWhitespace })
                 guard let on = text[r.upperBound...].range(of: " ready on "),
                       let bound = portOf(text[on.upperBound...].prefix { !$0.isWhitespace }) else {
+                    child.terminate(grace: 5)
                     throw HarnessError("no port in the replica's ready line:\n\(text)")
                 }
                 port = bound
