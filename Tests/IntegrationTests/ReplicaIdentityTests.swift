@@ -1,0 +1,69 @@
+// A replica serves one volume, of one size, for life: its directory says which. These tests start
+// real `cairn replica` processes over a directory that outlives them, and controllers that ask
+// for something else.
+
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Replica identity", .serialized)
+struct ReplicaIdentityTests {
+    /// What `start` threw: the harness puts the process's output in it.
+    static func failure(_ body: () throws -> Void) -> String? {
+        do { try body() } catch { return "\(error)" }
+        return nil
+    }
+
+    @Test("a replica reopens its directory on restart, refuses another size, and needs --size only to create one",
+          .timeLimit(.minutes(2)))
+    func reopensAndRefusesAnotherSize() throws {
+        let root = try Checkout.temporaryDirectory("cairn-ident")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let r = try CairnReplicaProcess(directory: root.appendingPathComponent("r"), size: "64MiB")
+        let id = r.replicaID
+        #expect(!id.isEmpty)
+        #expect(r.stop() == 0)
+
+        let refused = Self.failure { try r.start(size: "32MiB") }
+        #expect(refused?.contains("holds a replica of 67108864 bytes, not the 33554432 asked for") == true,
+                "a restart with another size must refuse it: \(refused ?? "it started")")
+        #expect(!r.isRunning)
+
+        try r.start(size: nil)
+        #expect(r.replicaID == id, "the same replica reopened: its id is kept")
+        #expect(r.stop() == 0)
+
+        let empty = root.appendingPathComponent("empty")
+        let noSize = Self.failure { _ = try CairnReplicaProcess(directory: empty, size: nil) }
+        #expect(noSize?.contains("holds no replica yet") == true,
+                "a new directory without --size must be refused: \(noSize ?? "it started")")
+    }
+
+    @Test("a controller of another volume or size is refused by the replica, says why, and serves nothing from it",
+          .timeLimit(.minutes(2)))
+    func controllerOfAnotherVolumeIsRefused() throws {
+        let v = try ReplicatedVolume(name: "identa", replicas: 1)
+        #expect(v.waitAllRW(timeout: 20), "\(v.log)")
+        #expect(v.controller?.stop(timeout: 10) == 0)
+        v.controller = nil
+        let port = v.replicas[0].port
+
+        for (name, size, why) in [("identb", "64MiB", "another volume"), ("identa", "32MiB", "another size")] {
+            let other = try CairnController(name: name, size: size, replicas: [port])
+            defer { _ = other.stop(timeout: 10) }
+            let deadline = Date().addingTimeInterval(10)
+            while !other.logText.contains("replica refused the handshake: wrongVolume") && Date() < deadline {
+                usleep(50_000)
+            }
+            #expect(other.logText.contains("replica refused the handshake: wrongVolume"),
+                    "\(why): the controller should log the replica's refusal:\n\(other.logText)")
+            #expect(!other.logText.contains("membership epoch"), "\(why): no membership may be persisted")
+            #expect(v.replicas[0].isRunning)
+        }
+        #expect(v.replicas[0].logText.contains("this replica belongs to identa"))
+        #expect(v.replicas[0].logText.contains("wants 33554432 bytes; this replica holds 67108864"))
+    }
+}
