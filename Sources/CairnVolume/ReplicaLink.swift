@@ -82,16 +82,21 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
             await self.loop.sleep(nanoseconds: deadline)
             if self.hello == nil, self.failedReason == nil { self.fail("no handshake reply within the timeout") }
         }
+        var refusal: WireStatus?
         do {
             let header = try await r.readHeader()
             guard header.opcode == .hello, header.isReply else { throw WireError.badMessage("expected a hello reply") }
-            guard header.wireStatus == .ok else { throw WireError.badMessage("replica refused the handshake: \(header.wireStatus)") }
+            guard header.wireStatus == .ok else {
+                refusal = header.wireStatus
+                throw WireError.badMessage("replica refused the handshake: \(header.wireStatus)")
+            }
             let reply = try WireJSON.decode(HelloReply.self, try await r.readControl(header))
             hello = reply
             logger[metadataKey: "replica"] = "\(reply.replicaID)@\(address)"
         } catch {
             let why = failedReason ?? "\(error)"
             fail(why)
+            if let refusal { throw .refused(refusal) }
             throw .handshake(why)
         }
         lastReply = monotonicNanos()
@@ -254,11 +259,15 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
 enum LinkError: Error, CustomStringConvertible {
     case connect(String)
     case handshake(String)
+    /// The replica answered the hello with this status (another volume or size, another
+    /// protocol version): it will say the same until someone changes its directory or ours.
+    case refused(WireStatus)
 
     var description: String {
         switch self {
         case .connect(let s): return "connect: \(s)"
         case .handshake(let s): return "handshake: \(s)"
+        case .refused(let status): return "replica refused the handshake: \(status)"
         }
     }
 }

@@ -139,6 +139,11 @@ public actor Volume {
 
     func connectLoop(_ key: Int) async {
         var lastLogged: String?
+        // A replica that refuses the handshake will refuse the next one too, until an operator
+        // fixes its directory or our arguments: it is retried less often each time (down to one
+        // try in 16 intervals), so neither log fills up. One that is down or silent is retried
+        // at the interval, so it rejoins as soon as it is back.
+        var refusals = 0
         while !stopping, let m = member(key), !m.removed {
             if m.link == nil {
                 let link = ReplicaLink(loop: loop, address: m.address, timeout: config.replicaTimeoutNanos, logger: logger)
@@ -148,14 +153,18 @@ public actor Volume {
                     link.onDown = { [loop] l, reason in loop.spawn { await self.linkDown(key, l, reason) } }
                     linkUp(key, link, reply)
                     lastLogged = nil
+                    refusals = 0
                 } catch {
+                    if case .refused = error { refusals += 1 } else { refusals = 0 }
                     let why = "\(error)"
                     m.lastError = why
                     if why != lastLogged { logger.notice("replica \(m.address) not reachable: \(why)") }
                     lastLogged = why
                 }
             }
-            await loop.sleep(nanoseconds: config.reconnectIntervalNanos)
+            // 1, 1, 2, 4, 8, 16 times the interval after 0, 1, 2, 3, 4, 5 or more refusals in a row.
+            let backoff = UInt64(max(0, min(refusals, 5) - 1))
+            await loop.sleep(nanoseconds: config.reconnectIntervalNanos << backoff)
         }
     }
 
