@@ -46,6 +46,7 @@ final class DirtyMap {
         let n = image.withUnsafeBytes { pwrite(f, $0.baseAddress!, $0.count, 0) }
         guard n == fileBytes else { throw errno == ENOSPC ? .noSpace : .io("write \(path): \(errnoText())") }
         guard fdatasync(f) == 0 else { throw .io("fdatasync \(path): \(errnoText())") }
+        pendingPages.removeAll()  // all of it was just written
     }
 
     /// Opens an existing map file.

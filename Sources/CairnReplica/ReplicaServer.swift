@@ -50,6 +50,10 @@ public actor ReplicaServer {
     }
 }
 
+/// The store refused a controller's hello (another volume or size) and logged why; the session
+/// sends the status and ends without a second line.
+struct HandshakeRefused: Error {}
+
 /// A request served apart from the reader, so many are in flight. A value, not a closure: the
 /// runner that serves it allocates nothing.
 enum ReplicaRequest: Sendable {
@@ -101,6 +105,8 @@ actor ReplicaSession {
             }
         } catch let e as WireError {
             if e != .closed { logger.warning("closing connection: \(e)") }
+        } catch is HandshakeRefused {
+            // The store logged why.
         } catch {
             logger.warning("closing connection: \(error)")
         }
@@ -160,7 +166,7 @@ actor ReplicaSession {
             logger.info("controller connected", metadata: ["epoch": "\(hello.epoch)"])
         } catch {
             writer.enqueue(OutFrame(h.reply(error)))
-            throw WireError.badMessage("hello refused: \(error)")
+            throw HandshakeRefused()
         }
     }
 

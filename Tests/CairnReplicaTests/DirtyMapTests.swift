@@ -48,6 +48,7 @@ import Testing
         let before = try await loop.run { () async throws -> [Extent] in
             let m = try DirtyMap(creating: p, member: "c", base: Self.base, granularity: Self.g, volumeSize: size,
                                  initial: initial)
+            #expect(m.pendingPages.isEmpty, "creating the map wrote all of it")
             for (o, l) in marked { m.mark(offset: o, length: l) }
             #expect(m.pendingPages.count == 4, "four bitmap pages gained bits")
             try await m.persistPending(loop: loop)

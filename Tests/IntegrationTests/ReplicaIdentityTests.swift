@@ -74,6 +74,7 @@ struct ReplicaIdentityTests {
             #expect(v.replicas[0].isRunning)
         }
         #expect(v.replicas[0].logText.contains("this replica belongs to identa"))
+        #expect(!v.replicas[0].logText.contains("closing connection"), "one line per refused handshake, the store's")
         #expect(v.replicas[0].logText.contains("wants 33554432 bytes; this replica holds 67108864"))
     }
 }
