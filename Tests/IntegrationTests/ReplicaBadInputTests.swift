@@ -32,6 +32,18 @@ enum ReplicaAnswer: Equatable {
     case refusesThenCloses(WireStatus)
     /// Reply with this status to the last frame and keep serving the connection.
     case refusesAndServes(WireStatus)
+
+    var closesConnection: Bool {
+        if case .refusesAndServes = self { return false }
+        return true
+    }
+}
+
+/// A header as it goes on the wire, its CRC computed.
+func encoded(_ header: WireHeader) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: WireHeader.size)
+    out.withUnsafeMutableBytes { header.encode(into: $0.baseAddress!) }
+    return out
 }
 
 /// One frame: the header (lengths and checksums filled in) and its payload.
@@ -39,9 +51,7 @@ func wireFrame(_ header: WireHeader, _ payload: [UInt8] = [], corruptPayloadCRC:
     var h = header
     h.payloadLength = UInt32(payload.count)
     h.payloadCRC = payload.withUnsafeBytes { wireChecksum($0.baseAddress, payload.count) } ^ (corruptPayloadCRC ? 1 : 0)
-    var out = [UInt8](repeating: 0, count: WireHeader.size)
-    out.withUnsafeMutableBytes { h.encode(into: $0.baseAddress!) }
-    return out + payload
+    return encoded(h) + payload
 }
 
 @Suite("Replica bad input", .serialized)
@@ -67,13 +77,7 @@ struct ReplicaBadInputTests {
             f[8] ^= 0xFF  // the sequence id, under the header's CRC
             try c.send(f)
         case .oversizedPayload:
-            var f = wireFrame(WireHeader(opcode: .hello, seq: 1))
-            f.withUnsafeMutableBytes { p in
-                var h = try! WireHeader.decode(p.baseAddress!)
-                h.payloadLength = UInt32(WireHeader.maxPayload + 1)
-                h.encode(into: p.baseAddress!)
-            }
-            try c.send(f)
+            try c.send(encoded(WireHeader(opcode: .hello, seq: 1, payloadLength: UInt32(WireHeader.maxPayload + 1))))
         case .requestBeforeHello:
             try c.send(wireFrame(write, block))
         case .helloOfAnotherVersion:
@@ -141,7 +145,8 @@ struct ReplicaBadInputTests {
             let replicaLogMark = replica.logText.count
             let c = try RawISCSIClient(port: replica.port, timeoutSeconds: 5)
             try Self.abuse(a, c, volume: v.name)
-            switch Self.answer(to: a) {
+            let answer = Self.answer(to: a)
+            switch answer {
             case .closes:
                 #expect(Self.closes(c), "\(a): the replica should close the connection")
             case .refusesThenCloses(let status):
@@ -153,7 +158,7 @@ struct ReplicaBadInputTests {
                 try Self.expectReply(c, status: .ok, a)
             }
             // A peer that hangs up mid-frame has said all it will: an end of stream, not logged.
-            if case .refusesAndServes = Self.answer(to: a) {} else if a != .truncatedHeader {
+            if answer.closesConnection && a != .truncatedHeader {
                 let logged = replica.logText.dropFirst(replicaLogMark)
                 #expect(logged.contains("closing connection") || logged.contains("refused"),
                         "\(a): the replica should log why it closed the connection:\n\(logged)")
