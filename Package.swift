@@ -114,7 +114,8 @@ let package = Package(
         .testTarget(name: "CairnBlockTests", dependencies: ["CairnBlock", "CairnIO"]),
         .testTarget(name: "CairnSCSITests", dependencies: ["CairnSCSI", "CairnBlock", "CairnIO"]),
         .testTarget(name: "CairnWireTests", dependencies: ["CairnWire", "CairnIO"]),
-        .testTarget(name: "CairnReplicaTests", dependencies: ["CairnReplica", "CairnWire", "CairnIO"]),
+        .testTarget(name: "CairnReplicaTests", dependencies: ["CairnReplica", "CairnWire", "CairnIO",
+                                                           .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CairnISCSITests", dependencies: ["CairnISCSI", "CairnSCSI", "CairnBlock", "CairnIO"]),
         .systemLibrary(name: "CLibiSCSI", path: "Sources/CLibiSCSI", providers: [.apt(["libiscsi-dev"])]),
         .testTarget(

@@ -17,6 +17,9 @@ struct VolumeView: Encodable {
     var minHealthy: Int
     var replicaCount: Int
     var healthyCount: Int
+    /// After a controller start: the copy that makes the replicas agree where a write may have
+    /// reached some of them only (the one running, or the last one).
+    var resync: RebuildProgress?
 
     init(_ s: VolumeSnapshot) {
         name = s.name
@@ -28,6 +31,7 @@ struct VolumeView: Encodable {
         minHealthy = s.minHealthy
         replicaCount = s.replicas.count
         healthyCount = s.healthyCount
+        resync = s.resync
     }
 }
 

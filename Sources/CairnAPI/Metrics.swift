@@ -24,6 +24,7 @@ final class ControllerMetrics: Sendable {
         var readNanos: UInt64 = 0, writeNanos: UInt64 = 0
         var readBlocks: UInt64 = 0, writeBlocks: UInt64 = 0
         var ejections: UInt64 = 0, rebuildBytes: UInt64 = 0, membershipChanges: UInt64 = 0
+        var resyncBytes: UInt64 = 0, settledRegions: UInt64 = 0
         /// cairn_rebuild_progress_ratio, one per replica label.
         var progress: [String: Gauge] = [:]
     }
@@ -37,6 +38,7 @@ final class ControllerMetrics: Sendable {
     private let totalReplicas: Gauge, healthyReplicas: Gauge, degradedReplicas: Gauge
     private let sizeOfVolume: Gauge, sectorSize: Gauge, uptime: Gauge
     private let ejections: Counter, rebuildBytes: Counter, membershipChanges: Counter
+    private let resyncBytes: Counter, settledRegions: Counter
     private let epoch: Gauge, pauseLast: Gauge, pauseMax: Gauge
     private let loop: LoopMetrics
 
@@ -61,6 +63,10 @@ final class ControllerMetrics: Sendable {
         ejections = r.counter(name: "cairn_replica_ejections_total", help: "Replicas taken out of the set (failed, slow, or removed)")
         rebuildBytes = r.counter(name: "cairn_rebuild_bytes_total", help: "Bytes copied by rebuilds")
         membershipChanges = r.counter(name: "cairn_membership_changes_total", help: "Membership records sent to the replicas")
+        resyncBytes = r.counter(name: "cairn_resync_bytes_total",
+                                help: "Bytes copied at start-up to make the replicas agree where a write may have reached some only")
+        settledRegions = r.counter(name: "cairn_settled_regions_total",
+                                   help: "Write-intent regions settled on the replicas (idle, nothing in flight)")
         epoch = r.gauge(name: "cairn_epoch", help: "Newest membership epoch persisted on the RW replicas")
         pauseLast = r.gauge(name: "cairn_rebuild_switch_pause_seconds", labels: [("pause", "last")],
                                 help: "Time new writes were held while a rebuilt replica turned RW: the last switch and the longest")
@@ -91,6 +97,8 @@ final class ControllerMetrics: Sendable {
             advance(ejections, &l.ejections, c.ejections)
             advance(rebuildBytes, &l.rebuildBytes, c.rebuildBytes)
             advance(membershipChanges, &l.membershipChanges, c.membershipChanges)
+            advance(resyncBytes, &l.resyncBytes, c.resyncBytes)
+            advance(settledRegions, &l.settledRegions, c.settledRegions)
 
             var seen = Set<String>()
             for r in s.replicas {

@@ -105,6 +105,23 @@ final class DirtyMap {
         return gained
     }
 
+    /// Unmarks the regions `bits` marks (same regions and granularity); the pages that lost bits
+    /// wait for `persistPending` like marked ones.
+    func clear(_ bits: RegionBitmap) {
+        precondition(bits.regions == regions && bits.granularity == granularity)
+        for (i, w) in bits.words.enumerated() where words[i] & w != 0 {
+            dirtyRegions -= UInt64((words[i] & w).nonzeroBitCount)
+            words[i] &= ~w
+            pendingPages.insert(i / DirtyMap.wordsPerPage)
+        }
+    }
+
+    func clearAll() {
+        clear(bitmap)
+    }
+
+    var bitmap: RegionBitmap { RegionBitmap(words: words, regions: regions, granularity: granularity) }
+
     /// Writes every pending page (with its current bits) to the map file. Page writes are one at
     /// a time; a caller that finds one running waits for it, then writes what is still pending,
     /// so on return every bit marked before the call is in the file.

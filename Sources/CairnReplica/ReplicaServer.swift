@@ -63,6 +63,7 @@ enum ReplicaRequest: Sendable {
     case unmap(WireHeader)
     case allocatedExtents(WireHeader)
     case status(WireHeader)
+    case settle(WireHeader)
 }
 
 /// One controller connection: a handshake, then pipelined requests, each served on a runner task
@@ -241,6 +242,22 @@ actor ReplicaSession {
         case .ping:
             try await reader.skip(Int(h.payloadLength))
             writer.enqueue(OutFrame(h.reply(.ok)))
+        case .intentMap:
+            try await reader.skip(Int(h.payloadLength))
+            writer.enqueue(OutFrame(h.reply(.ok), control: await store.intentBitmap.encoded))
+        case .settle:
+            // Unmarked inline, in order with the writes around it; written out by a runner.
+            let bits: RegionBitmap
+            do { bits = try RegionBitmap(decoding: try await reader.readControl(h), volumeSize: store.size) } catch {
+                logger.warning("settle: \(error)")
+                writer.enqueue(OutFrame(h.reply(.badRequest)))
+                return
+            }
+            do { try await store.settle(bits) } catch {
+                writer.enqueue(OutFrame(h.reply(error)))
+                return
+            }
+            begin(.settle(h))
         case .hello:
             try await reader.skip(Int(h.payloadLength))
             writer.enqueue(OutFrame(h.reply(.badRequest)))
@@ -295,6 +312,8 @@ actor ReplicaSession {
         case .status(let h):
             let s = await store.status()
             writer.enqueue(OutFrame(h.reply(.ok), control: WireJSON.encode(s)))
+        case .settle(let h):
+            await answer(h, writer) { () async throws(WireStatus) in try await store.persistIntent() }
         }
     }
 

@@ -5,8 +5,10 @@ import Glibc
 import Logging
 
 /// One replica's directory: the volume's data in a sparse file (O_DIRECT through the loop's
-/// io_uring), its metadata (epoch record, dirty maps) in replica.json, and a dirty-region map
-/// file per absent member. Pinned to the event loop; every request of every connection is served
+/// io_uring), its metadata (epoch record, dirty maps) in replica.json, a dirty-region map file
+/// per absent member, and its write-intent map (intent.map): every region a write reached here
+/// stays marked until the controller settles it (the write is on every healthy member), so
+/// after a controller crash the regions where members may differ are known. Pinned to the event loop; every request of every connection is served
 /// here, interleaving only at awaits.
 public actor ReplicaStore {
     public nonisolated let loop: EventLoop
@@ -22,6 +24,7 @@ public actor ReplicaStore {
     let data: FileBlockStore
     var meta: ReplicaMetadata
     var maps: [String: DirtyMap] = [:]
+    let intent: DirtyMap
     var logger: Logger
     var metaPath: String { directory + "/replica.json" }
 
@@ -64,6 +67,15 @@ public actor ReplicaStore {
         for m in meta.maps {
             opened[m.member] = try DirtyMap(opening: directory + "/" + m.file, member: m.member, base: m.base,
                                             granularity: m.granularity, volumeSize: meta.size)
+        }
+        let intentPath = directory + "/intent.map"
+        let noRecord = EpochRecord(epoch: 0, membershipID: 0, members: [])
+        if access(intentPath, F_OK) == 0 {
+            intent = try DirtyMap(opening: intentPath, member: "intent", base: noRecord,
+                                  granularity: RegionBitmap.intentGranularity, volumeSize: meta.size)
+        } else {
+            intent = try DirtyMap(creating: intentPath, member: "intent", base: noRecord,
+                                  granularity: RegionBitmap.intentGranularity, volumeSize: meta.size, initial: [])
         }
         self.meta = meta
         self.maps = opened
@@ -122,7 +134,10 @@ public actor ReplicaStore {
     public func admit(offset: UInt64, length: UInt64, epoch: UInt64, rebuild: Bool) throws(WireStatus) {
         try checkEpoch(epoch)
         try checkRange(offset, length)
-        if !rebuild { for m in maps.values { m.mark(offset: offset, length: length) } }
+        if !rebuild {
+            intent.mark(offset: offset, length: length)
+            for m in maps.values { m.mark(offset: offset, length: length) }
+        }
     }
 
     public func read(offset: UInt64, length: Int, into buffer: IOBuffer) async throws(WireStatus) {
@@ -168,6 +183,7 @@ public actor ReplicaStore {
         do {
             try await data.flush()
             for m in maps.values { try await m.sync(loop: loop) }
+            try await intent.sync(loop: loop)
         } catch {
             errors += 1
             logger.error("flush: \(error)")
@@ -176,12 +192,15 @@ public actor ReplicaStore {
     }
 
     private func persistMaps() async throws(WireStatus) {
-        for m in maps.values {
-            do { try await m.persistPending(loop: loop) } catch {
-                errors += 1
-                logger.error("dirty map for \(m.member): \(error)")
-                throw error == .noSpace ? .noSpace : .ioError
-            }
+        try await persist(intent)
+        for m in maps.values { try await persist(m) }
+    }
+
+    private func persist(_ m: DirtyMap) async throws(WireStatus) {
+        do { try await m.persistPending(loop: loop) } catch {
+            errors += 1
+            logger.error("\(m === intent ? "write-intent map" : "dirty map for \(m.member)"): \(error)")
+            throw error == .noSpace ? .noSpace : .ioError
         }
     }
 
@@ -242,6 +261,8 @@ public actor ReplicaStore {
         meta = next
         for m in maps.values { unlink(m.path) }
         maps = [:]
+        intent.clearAll()
+        try await persistIntent()
         do {
             try await data.unmap(lba: 0, count: meta.size / 512)
             try await data.flush()
@@ -249,6 +270,19 @@ public actor ReplicaStore {
             throw failed(error, "wipe")
         }
         logger.notice("wiped for a full rebuild")
+    }
+
+    public var intentBitmap: RegionBitmap { intent.bitmap }
+
+    /// Unmarks settled regions; called as the request arrives (in order with the writes around
+    /// it: a write sent after the settle marks its region again). `persistIntent` writes it out.
+    public func settle(_ bits: RegionBitmap) throws(WireStatus) {
+        guard bits.regions == intent.regions, bits.granularity == intent.granularity else { throw .badRequest }
+        intent.clear(bits)
+    }
+
+    public func persistIntent() async throws(WireStatus) {
+        try await persist(intent)
     }
 
     public func dirtyExtents(_ q: DirtyQuery) -> ExtentList {
@@ -284,7 +318,7 @@ public actor ReplicaStore {
         let allocated = min(data.allocatedBytes, meta.size)
         return ReplicaStatus(replicaID: meta.replicaID, volume: meta.volume, size: meta.size, record: meta.record,
                              dirtyMaps: dirtyMapInfos, allocatedBytes: allocated, reads: reads, writes: writes,
-                             rebuildBytesWritten: rebuildBytesWritten)
+                             rebuildBytesWritten: rebuildBytesWritten, intentRegions: intent.dirtyRegions)
     }
 
     public func close() async {

@@ -66,7 +66,12 @@ actor RebuildJob {
         guard await volume.setWriteOnly(key, job: self) else { throw .cancelled }
         let extents: [Extent]
         if delta, let rec = targetRecord, let d = try await dirtyExtents(source, rec, epoch) {
-            extents = d
+            // And where the target itself may hold one side of a write the others lack (one a
+            // crashed controller left half-done).
+            var regions = RegionBitmap(volumeSize: config.size)
+            for e in d { regions.mark(offset: e.offset, length: e.length) }
+            regions.formUnion(try await intentMap(target, epoch))
+            extents = regions.extents(volumeSize: config.size)
         } else {
             if delta { throw .source("the dirty map went away") }
             let (st, bytes) = await source.request(.allocatedExtents, epoch: epoch, offset: 0, extent: config.size)
@@ -122,6 +127,8 @@ actor RebuildJob {
         let secs = Double(monotonicNanos() &- t0) / 1e9
         let (fs, _) = await target.request(.flush, epoch: epoch)
         guard fs == .ok else { throw .target("flush: \(fs)") }
+        // What the target marked agrees with the set now: settled once idle, after it is RW.
+        await volume.settleLater(try await intentMap(target, epoch))
         try checkCancelled()
         progress.finished = true
         await volume.rebuildProgress(key, progress)
@@ -160,6 +167,14 @@ actor RebuildJob {
         return list.found ? list.extents : nil
     }
 
+    private func intentMap(_ link: ReplicaLink, _ epoch: UInt64) async throws(RebuildError) -> RegionBitmap {
+        let (st, bytes) = await link.request(.intentMap, epoch: epoch)
+        guard st == .ok, let bits = try? RegionBitmap(decoding: bytes, volumeSize: volume.config.size) else {
+            throw .target("write-intent map: \(st)")
+        }
+        return bits
+    }
+
     private func checkCancelled() throws(RebuildError) {
         if cancelled || !target.isUp { throw .cancelled }
     }
@@ -191,6 +206,8 @@ extension Volume {
 
     /// The least loaded RW replica, its link and the epoch to use.
     func rebuildSource() -> (Int, ReplicaLink, UInt64)? {
+        // While a resync runs its source is the one copy every region agrees with in the end.
+        if let r = resync, let m = member(r.sourceKey), m.mode == .rw, m.isUp { return (m.key, m.link!, writeEpoch) }
         guard let m = rwMembers.min(by: { $0.link!.outstanding < $1.link!.outstanding }) else { return nil }
         return (m.key, m.link!, writeEpoch)
     }

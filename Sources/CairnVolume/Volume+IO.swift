@@ -23,6 +23,7 @@ extension Volume {
         try checkWritable()
         let lock = await lockRange(lba: lba, count: UInt64(count))
         let length = count * config.blockSize
+        markWritten(offset: lba * bs, length: UInt64(length))
         let data = IOBuffer(base: buffer.base, count: length)
         let frame = OutFrame(WireHeader(opcode: .write, flags: fua ? [.fua] : [], seq: 0, epoch: writeEpoch,
                                         offset: lba * bs, extent: UInt64(length)),
@@ -39,6 +40,7 @@ extension Volume {
         await waitForGate()
         try checkWritable()
         let lock = await lockRange(lba: lba, count: count)
+        markWritten(offset: lba * bs, length: count * bs)
         let frame = OutFrame(WireHeader(opcode: .unmap, seq: 0, epoch: writeEpoch, offset: lba * bs, extent: count * bs))
         try await fanOut(frame, lock: lock, what: "unmap")
     }
@@ -80,9 +82,12 @@ extension Volume {
         let length = count * config.blockSize
         let dst = IOBuffer(base: buffer.base, count: length)
         while true {
-            var best: Member?
-            for m in members where m.mode == .rw && m.isUp {
-                if best == nil || m.link!.outstanding < best!.link!.outstanding { best = m }
+            // A region a resync has not copied yet is read from its source only.
+            var best = resync == nil ? nil : resyncSource(offset: lba * bs, length: UInt64(length))
+            if best == nil {
+                for m in members where m.mode == .rw && m.isUp {
+                    if best == nil || m.link!.outstanding < best!.link!.outstanding { best = m }
+                }
             }
             guard let m = best else { throw .unavailable("no healthy replica to read from") }
             let st = await m.link!.read(offset: lba * bs, into: dst, epoch: writeEpoch)
@@ -143,6 +148,7 @@ extension Volume {
         return VolumeSnapshot(name: config.name, size: config.size, blockSize: config.blockSize, state: state,
                               epoch: record?.epoch ?? 0, members: record?.members ?? [], minHealthy: config.minHealthy,
                               replicas: replicas, counters: counters,
-                              uptimeSeconds: Double(monotonicNanos() &- startedAt) / 1e9)
+                              uptimeSeconds: Double(monotonicNanos() &- startedAt) / 1e9,
+                              resync: resync?.progress ?? lastResync)
     }
 }

@@ -17,6 +17,9 @@ public struct VolumeConfig: Sendable {
     public var reconnectIntervalNanos: UInt64 = 500_000_000
     public var rebuildChunkBytes: Int = 256 << 10
     public var rebuildChunksInFlight: Int = 4
+    /// A region written this long ago, with nothing in flight, is settled on the replicas (see
+    /// Volume+Intent.swift).
+    public var settleIntervalNanos: UInt64 = 2_000_000_000
 
     public init(name: String, size: UInt64, blockSize: Int, replicas: [ReplicaAddress], minHealthy: Int? = nil,
                 replicaTimeoutNanos: UInt64 = 5_000_000_000, rebuildBytesPerSecond: UInt64 = 64 << 20) {
@@ -87,6 +90,11 @@ public actor Volume {
     var gateClosed = false
     var gateWaiters: [CheckedContinuation<Void, Never>] = []
     var counters = VolumeCounters()
+    /// Regions written since the last settle tick, and regions waiting for a tick to settle them.
+    var written: RegionBitmap
+    var settling: RegionBitmap
+    var resync: Resync?
+    var lastResync: RebuildProgress?
     let startedAt = monotonicNanos()
     var stopping = false
     /// Replicas that must answer before the volume serves: enough to meet every membership ever
@@ -100,6 +108,8 @@ public actor Volume {
         self.loop = loop
         self.logger = logger
         startQuorum = config.replicas.count - config.minHealthy + 1
+        written = RegionBitmap(volumeSize: config.size)
+        settling = RegionBitmap(volumeSize: config.size)
     }
 
     /// Starts connecting to every replica; the volume serves once enough have answered.
@@ -227,14 +237,18 @@ public actor Volume {
             logger.notice("new volume: \(first)")
             for m in connected { m.mode = .rw }
             decided = true
+            startSettleTicks()
             await change(first, connected.map { ($0, MembershipUpdate(record: first)) })
             return
         }
         let newest = records.max { ($0.epoch, $0.membershipID) < ($1.epoch, $1.membershipID) }!
-        let current = connected.filter { m in
-            guard let id = m.id, let r = m.hello?.record else { return false }
+        func holdsNewest(_ m: Member) -> Bool {
+            guard m.isUp, let id = m.id, let r = m.hello?.record else { return false }
             return r.same(as: newest) && newest.members.contains(id)
         }
+        // Where the newest replicas may differ (writes the last controller left half-done).
+        let suspect = await intentUnion(connected.filter(holdsNewest), epoch: newest.epoch)
+        let current = connected.filter(holdsNewest)
         guard !current.isEmpty else {
             logger.warning("offline: no connected replica holds the newest record \(newest)")
             return
@@ -242,6 +256,10 @@ public actor Volume {
         record = newest
         issued = newest
         for m in current { m.mode = .rw }
+        // Before the first read is served: reads of regions not resynced yet go to its source.
+        if !suspect.isEmpty {
+            if current.count > 1 { startResync(suspect) } else { settleLater(suspect) }
+        }
         decided = true
         logger.notice("serving from \(current.compactMap(\.id).joined(separator: ",")) at \(newest)")
         if current.count >= config.minHealthy {
@@ -249,11 +267,14 @@ public actor Volume {
             let ids = current.compactMap(\.id).sorted()
             let absent = newest.members.filter { !ids.contains($0) }
             let next = EpochRecord(epoch: newest.epoch + 1, membershipID: Self.randomID(), members: ids)
-            let track = absent.map { TrackRequest(member: $0, base: newest, initialExtents: []) }
+            // An absent member may hold either side of a half-done write too.
+            let initial = suspect.extents(volumeSize: config.size, maxCount: Self.maxTrackedExtents)
+            let track = absent.map { TrackRequest(member: $0, base: newest, initialExtents: initial) }
             await change(next, current.map { ($0, MembershipUpdate(record: next, startTracking: track)) })
         } else {
             logger.warning("read-only: \(current.count) replica(s) hold the newest data; \(config.minHealthy) needed for writes")
         }
+        startSettleTicks()
         for m in connected where m.mode == .err { startRebuild(m) }
     }
 
@@ -329,7 +350,12 @@ public actor Volume {
         m.link?.close()
         guard let id = m.id, let current = issued ?? record else { return }
         // Everything in flight may have missed it: held ranges are exactly the writes in flight.
-        let inflight = locks.held.map { Extent(offset: $0.lba * bs, length: ($0.end - $0.lba) * bs) }
+        var inflight = locks.held.map { Extent(offset: $0.lba * bs, length: ($0.end - $0.lba) * bs) }
+        if let r = resync {
+            // Not resynced yet: it may hold the other side of a half-done write there.
+            inflight += r.pending.extents(volumeSize: config.size, maxCount: Self.maxTrackedExtents)
+            resyncSourceLost(m)
+        }
         let base = m.persisted ?? current
         let remaining = rwMembers
         let track = TrackRequest(member: id, base: base, initialExtents: inflight)
@@ -419,6 +445,7 @@ public actor Volume {
         stopping = true
         await waitForDrain()
         if rwCount > 0 { try? await flush() }
+        await settleAll()
         for m in members {
             m.rebuildJob?.cancel()
             m.link?.onDown = nil

@@ -80,6 +80,9 @@ public struct VolumeCounters: Sendable, Codable, Equatable {
     /// The longest time new writes were held while a rebuilt replica turned healthy.
     public var longestSwitchPauseNanos: UInt64 = 0
     public var lastSwitchPauseNanos: UInt64 = 0
+    /// Bytes copied by resyncs, and regions settled on the replicas (write intent).
+    public var resyncBytes: UInt64 = 0
+    public var settledRegions: UInt64 = 0
 }
 
 /// Everything the API and metrics need, taken in one hop to the volume's loop.
@@ -94,6 +97,8 @@ public struct VolumeSnapshot: Sendable, Codable, Equatable {
     public var replicas: [ReplicaInfo]
     public var counters: VolumeCounters
     public var uptimeSeconds: Double
+    /// The resync running, or the last one (after a controller start; see Volume+Intent.swift).
+    public var resync: RebuildProgress? = nil
     public var healthyCount: Int { replicas.filter { $0.mode == .rw }.count }
     public var degradedCount: Int { replicas.filter { $0.mode == .wo }.count }
 }

@@ -167,9 +167,12 @@ public struct ReplicaStatus: Codable, Equatable, Sendable {
     public var reads: UInt64
     public var writes: UInt64
     public var rebuildBytesWritten: UInt64
+    /// Regions marked in the write-intent map (see `WireOpcode.intentMap`).
+    public var intentRegions: UInt64?
 
     public init(replicaID: String, volume: String?, size: UInt64, record: EpochRecord?, dirtyMaps: [DirtyMapInfo],
-                allocatedBytes: UInt64, reads: UInt64, writes: UInt64, rebuildBytesWritten: UInt64) {
+                allocatedBytes: UInt64, reads: UInt64, writes: UInt64, rebuildBytesWritten: UInt64,
+                intentRegions: UInt64? = nil) {
         self.replicaID = replicaID
         self.volume = volume
         self.size = size
@@ -179,6 +182,7 @@ public struct ReplicaStatus: Codable, Equatable, Sendable {
         self.reads = reads
         self.writes = writes
         self.rebuildBytesWritten = rebuildBytesWritten
+        self.intentRegions = intentRegions
     }
 }
 

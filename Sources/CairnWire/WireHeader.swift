@@ -24,6 +24,12 @@ public enum WireOpcode: UInt8, Sendable, CaseIterable {
     case wipe = 10
     /// Liveness probe; empty reply.
     case ping = 11
+    /// Reply: the replica's write-intent map (`RegionBitmap`): the regions where a write may
+    /// have reached it and not every other member.
+    case intentMap = 12
+    /// Payload: a `RegionBitmap` of regions the controller knows are the same on every healthy
+    /// member (no write to them in flight): the replica unmarks them in its write-intent map.
+    case settle = 13
 }
 
 /// Frame flags.
@@ -63,7 +69,7 @@ public enum WireStatus: UInt32, Sendable, Error {
 public struct WireHeader: Sendable, Equatable {
     public static let size = 56
     public static let magic: UInt32 = 0x5752_4E43  // "CNRW" on the wire
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     /// The largest payload either side accepts: a 16 MiB data transfer, or control JSON.
     public static let maxPayload = 16 << 20
 

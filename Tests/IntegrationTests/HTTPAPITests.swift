@@ -117,6 +117,7 @@ struct HTTPAPITests {
                      "openebs_size_of_volume", "openebs_volume_uptime",
                      "cairn_replica_ejections_total", "cairn_rebuild_bytes_total", "cairn_epoch",
                      "cairn_membership_changes_total", "cairn_rebuild_switch_pause_seconds",
+                     "cairn_resync_bytes_total", "cairn_settled_regions_total",
                      "cairn_read_latency_seconds_bucket", "cairn_write_latency_seconds_count"] {
             #expect(samples.contains { $0.name == name }, "no \(name) in\n\(m.text)")
         }

@@ -375,5 +375,58 @@ struct ReplicationTests {
         }
         #expect(v.waitAllRW(timeout: 20), "\(v.log)")
     }
+
+    @Test("controller crash with a write on some replicas only: the restarted controller resyncs them; reads agree, replicas identical",
+          .timeLimit(.minutes(3)))
+    func halfDoneWriteIsResynced() throws {
+        // A long timeout: R3 must not be ejected (no new epoch) before the controller dies.
+        let v = try ReplicatedVolume(name: "intent", controllerArguments: ["--replica-timeout", "60s"])
+        var c = try #require(v.controller)
+        #expect(v.waitAllRW(timeout: 20), "\(v.log)")
+        let offset = 1 << 20, length = 64 << 10
+        let first = try Tools.run("qemu-io", ["-f", "raw", "-c", "write -P 0x11 \(offset) \(length)", c.url], timeout: 30)
+        try #require(first.succeeded && first.output.contains("wrote \(length)/\(length) bytes"), "\(first)")
+
+        // R3 stops answering; the next write reaches R1 and R2 and is never acknowledged. Its
+        // initiator is killed before the controller, so nothing sends the write again.
+        v.replicas[2].pause()
+        let dir = try Checkout.temporaryDirectory("cairn-qemu-io")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let writer = try Subprocess(path: try #require(Tools.find("qemu-io")),
+                                    arguments: ["-f", "raw", "-c", "write -P 0x22 \(offset) \(length)", c.url],
+                                    environment: ProcessInfo.processInfo.environment,
+                                    outputFile: dir.appendingPathComponent("output").path)
+        func holds(_ r: CairnReplicaProcess, _ byte: UInt8) -> Bool {
+            guard let h = try? FileHandle(forReadingFrom: r.dataFile) else { return false }
+            defer { try? h.close() }
+            try? h.seek(toOffset: UInt64(offset))
+            return (try? h.read(upToCount: length)) == Data(repeating: byte, count: length)
+        }
+        let deadline = Date().addingTimeInterval(20)
+        while !(holds(v.replicas[0], 0x22) && holds(v.replicas[1], 0x22)) && Date() < deadline { usleep(50_000) }
+        kill(writer.pid, SIGKILL)
+        _ = writer.wait(timeout: 10)
+        try #require(holds(v.replicas[0], 0x22) && holds(v.replicas[1], 0x22), "the second write did not reach R1 and R2")
+        #expect(holds(v.replicas[2], 0x11), "R3 got the second write while stopped")
+        c.crash()
+        v.replicas[2].kill9()  // with it, the write still queued to it
+        try v.replicas[2].start()
+        #expect(holds(v.replicas[2], 0x11))
+
+        // All three hold the newest record: the restarted controller serves from all of them,
+        // and must first make them agree on the region the half-done write touched.
+        try v.startController(port: c.port)
+        c = try #require(v.controller)
+        #expect(v.waitForLog("resync done", timeout: 30), "\(v.log)")
+        var seen = Set<String>()
+        for _ in 0..<8 {
+            let r = try Tools.run("qemu-io", ["-f", "raw", "-c", "read -v \(offset) 512", c.url], timeout: 30)
+            #expect(r.succeeded, "\(r)")
+            seen.insert(r.output.contains("11 11 11 11") ? "old" : r.output.contains("22 22 22 22") ? "new" : r.output)
+        }
+        #expect(seen.count == 1, "reads of one block returned different data: \(seen)")
+        #expect(c.stop(timeout: 15, keepFiles: true) == 0)
+        #expect(try filesIdentical(v.replicas.map(\.dataFile)), "the replicas still differ after the resync:\n\(v.log)")
+    }
 }
 #endif

@@ -1,0 +1,131 @@
+/// One bit per `granularity` bytes of a volume. It carries a replica's write-intent map (the
+/// regions where it may differ from the rest of the set: `intentMap`'s reply) and the regions
+/// a controller declares settled (`settle`'s payload). Bit r is bit r % 64 of word r / 64, the
+/// layout of the replicas' map files too.
+///
+/// On the wire: granularity u64, region count u64, then the words, all little-endian.
+public struct RegionBitmap: Sendable, Equatable {
+    /// The write-intent granularity, the same as the dirty maps': a resync copies whole regions.
+    public static let intentGranularity: UInt64 = 64 << 10
+
+    public let granularity: UInt64
+    public let regions: Int
+    public private(set) var words: [UInt64]
+
+    public init(volumeSize: UInt64, granularity: UInt64 = RegionBitmap.intentGranularity) {
+        precondition(granularity > 0)
+        self.granularity = granularity
+        regions = Int((volumeSize + granularity - 1) / granularity)
+        words = [UInt64](repeating: 0, count: (regions + 63) / 64)
+    }
+
+    /// A bitmap over the same regions as `words` (as a map file holds them).
+    public init(words: [UInt64], regions: Int, granularity: UInt64) {
+        precondition(words.count == (regions + 63) / 64)
+        self.granularity = granularity
+        self.regions = regions
+        self.words = words
+    }
+
+    public var isEmpty: Bool { words.allSatisfy { $0 == 0 } }
+    public var count: Int { words.reduce(0) { $0 + $1.nonzeroBitCount } }
+
+    private func span(_ offset: UInt64, _ length: UInt64) -> ClosedRange<Int>? {
+        guard length > 0 else { return nil }
+        let first = Int(offset / granularity)
+        let last = min(regions - 1, Int((offset + length - 1) / granularity))
+        return first <= last ? first...last : nil
+    }
+
+    public func contains(region r: Int) -> Bool { words[r >> 6] & (UInt64(1) << UInt64(r & 63)) != 0 }
+
+    /// Marks every region that [offset, offset+length) touches.
+    public mutating func mark(offset: UInt64, length: UInt64) {
+        guard let s = span(offset, length) else { return }
+        for r in s { words[r >> 6] |= UInt64(1) << UInt64(r & 63) }
+    }
+
+    /// Unmarks every region that [offset, offset+length) touches.
+    public mutating func clear(offset: UInt64, length: UInt64) {
+        guard let s = span(offset, length) else { return }
+        for r in s { words[r >> 6] &= ~(UInt64(1) << UInt64(r & 63)) }
+    }
+
+    /// Whether any region that [offset, offset+length) touches is marked.
+    public func overlaps(offset: UInt64, length: UInt64) -> Bool {
+        guard let s = span(offset, length) else { return false }
+        for r in s where contains(region: r) { return true }
+        return false
+    }
+
+    public mutating func formUnion(_ other: RegionBitmap) {
+        precondition(other.regions == regions && other.granularity == granularity)
+        for i in words.indices { words[i] |= other.words[i] }
+    }
+
+    public mutating func subtract(_ other: RegionBitmap) {
+        precondition(other.regions == regions && other.granularity == granularity)
+        for i in words.indices { words[i] &= ~other.words[i] }
+    }
+
+    public mutating func removeAll() {
+        for i in words.indices { words[i] = 0 }
+    }
+
+    /// The marked regions as merged byte extents, clipped to `volumeSize`. With `maxCount`, runs
+    /// closer than a growing gap are merged until at most that many are left: a coarser list
+    /// covers more than the bits (fine for what is copied), never less.
+    public func extents(volumeSize: UInt64, maxCount: Int = .max) -> [Extent] {
+        var gap: UInt64 = 0
+        while true {
+            var out: [Extent] = []
+            var r = 0
+            while r < regions {
+                let w = words[r >> 6]
+                if w == 0 && r & 63 == 0 { r += 64; continue }
+                if w & (UInt64(1) << UInt64(r & 63)) != 0 {
+                    let off = UInt64(r) * granularity
+                    let end = min(off + granularity, volumeSize)
+                    if let i = out.indices.last, off - out[i].end <= gap {
+                        out[i].length = end - out[i].offset
+                    } else {
+                        out.append(Extent(offset: off, length: end - off))
+                    }
+                }
+                r += 1
+            }
+            if out.count <= max(1, maxCount) { return out }
+            gap = max(granularity, gap * 2)
+        }
+    }
+
+    public var encoded: [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(16 + words.count * 8)
+        func put(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        put(granularity)
+        put(UInt64(regions))
+        for w in words { put(w) }
+        return out
+    }
+
+    /// Decodes a bitmap that must cover exactly `volumeSize` at `granularity`.
+    public init(decoding bytes: [UInt8], volumeSize: UInt64,
+                granularity: UInt64 = RegionBitmap.intentGranularity) throws(WireError) {
+        func get(_ i: Int) -> UInt64 {
+            bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: i, as: UInt64.self)) }
+        }
+        let expected = RegionBitmap(volumeSize: volumeSize, granularity: granularity)
+        guard bytes.count == 16 + expected.words.count * 8 else { throw .badMessage("region bitmap of \(bytes.count) bytes") }
+        guard get(0) == granularity, get(8) == UInt64(expected.regions) else {
+            throw .badMessage("region bitmap for \(get(8)) regions of \(get(0)) bytes, not \(expected.regions) of \(granularity)")
+        }
+        var words = expected.words
+        for i in words.indices { words[i] = get(16 + i * 8) }
+        // Bits past the last region would name regions that do not exist.
+        if expected.regions & 63 != 0, let last = words.indices.last {
+            words[last] &= (UInt64(1) << UInt64(expected.regions & 63)) - 1
+        }
+        self.init(words: words, regions: expected.regions, granularity: granularity)
+    }
+}
