@@ -428,5 +428,51 @@ struct ReplicationTests {
         #expect(c.stop(timeout: 15, keepFiles: true) == 0)
         #expect(try filesIdentical(v.replicas.map(\.dataFile)), "the replicas still differ after the resync:\n\(v.log)")
     }
+
+    @Test("write intent: idle regions are settled; a resync under load loses its source midway, another takes over, nothing acknowledged is lost",
+          .timeLimit(.minutes(3)))
+    func resyncSurvivesLosingItsSource() throws {
+        let v = try ReplicatedVolume(name: "resync", controllerArguments: ["--replica-timeout", "2s", "--rebuild-rate", "\(2 << 20)"])
+        var c = try #require(v.controller)
+        #expect(v.waitAllRW(timeout: 20), "\(v.log)")
+        func write(_ byte: UInt8, _ length: Int) throws {
+            let r = try Tools.run("qemu-io", ["-f", "raw", "-c", "write -P \(byte) 0 \(length)", c.url], timeout: 30)
+            try #require(r.succeeded && r.output.contains("wrote \(length)/\(length) bytes"), "\(r)")
+        }
+        func marks(_ r: CairnReplicaProcess) -> Int {
+            let data = FileManager.default.contents(atPath: r.directory.appendingPathComponent("intent.map").path) ?? Data()
+            return data.reduce(0) { $0 + $1.nonzeroBitCount }
+        }
+        // A write marks its regions on every replica; a few idle seconds later they are settled.
+        try write(0x33, 1 << 20)
+        #expect(v.replicas.allSatisfy { marks($0) == 16 }, "\(v.replicas.map(marks))")
+        let deadline = Date().addingTimeInterval(15)
+        while v.replicas.contains(where: { marks($0) != 0 }) && Date() < deadline { usleep(100_000) }
+        #expect(v.replicas.allSatisfy { marks($0) == 0 }, "idle regions were not settled: \(v.replicas.map(marks))")
+
+        // 16 MiB written just before a crash: still marked everywhere, so all of it is resynced,
+        // at 2 MiB/s: long enough to lose the source midway, under a write-and-verify load.
+        try write(0x44, 16 << 20)
+        c.crash()
+        try v.startController(port: c.port)  // a new log
+        c = try #require(v.controller)
+        #expect(v.waitForLog("resync: 256 regions", timeout: 20), "\(v.log)")
+        let w = ModelWriter(spanBytes: 32 << 20)
+        w.start(port: c.port, iqn: c.iqn, url: c.url)
+        sleep(2)
+        let sourceID = try #require(v.log.components(separatedBy: "; copying from ").last?.prefix { !$0.isWhitespace })
+        let source = try #require(v.replicas.first { $0.replicaID == sourceID }, "no replica \(sourceID)")
+        source.kill9()
+        #expect(v.waitForLog("copying the rest from", timeout: 10), "\(v.log)")
+        #expect(v.waitForLog("resync done", timeout: 60), "\(v.log)")
+        #expect(w.stopAndJoin())
+        #expect(w.error == nil, "initiator saw an error: \(w.error ?? "")")
+        #expect(try w.verify(port: c.port, iqn: c.iqn, url: c.url) > 0)
+        // The lost source comes back by delta and all three agree.
+        try source.start()
+        #expect(v.waitAllRW(timeout: 60), "\(v.log)")
+        #expect(c.stop(timeout: 15, keepFiles: true) == 0)
+        #expect(try filesIdentical(v.replicas.map(\.dataFile)), "\(v.log)")
+    }
 }
 #endif
