@@ -16,16 +16,20 @@ actor RebuildJob {
     let target: ReplicaLink
     let targetID: String
     let targetRecord: EpochRecord?
+    /// Whether a delta copies the target's own write-intent regions too (see `Volume.ejectedHere`).
+    let ownIntent: Bool
     let logger: Logger
     var cancelled = false
 
-    init(volume: Volume, key: Int, target: ReplicaLink, targetID: String, targetRecord: EpochRecord?, logger: Logger) {
+    init(volume: Volume, key: Int, target: ReplicaLink, targetID: String, targetRecord: EpochRecord?, ownIntent: Bool,
+         logger: Logger) {
         self.volume = volume
         self.loop = volume.loop
         self.key = key
         self.target = target
         self.targetID = targetID
         self.targetRecord = targetRecord
+        self.ownIntent = ownIntent
         var l = logger
         l[metadataKey: "rebuild"] = "\(targetID)"
         self.logger = l
@@ -66,12 +70,16 @@ actor RebuildJob {
         guard await volume.setWriteOnly(key, job: self) else { throw .cancelled }
         let extents: [Extent]
         if delta, let rec = targetRecord, let d = try await dirtyExtents(source, rec, epoch) {
-            // And where the target itself may hold one side of a write the others lack (one a
-            // crashed controller left half-done).
-            var regions = RegionBitmap(volumeSize: config.size)
-            for e in d { regions.mark(offset: e.offset, length: e.length) }
-            regions.formUnion(try await intentMap(target, epoch))
-            extents = regions.extents(volumeSize: config.size)
+            if ownIntent {
+                // And where the target itself may hold one side of a write the others lack (one
+                // a crashed controller left half-done).
+                var regions = RegionBitmap(volumeSize: config.size)
+                for e in d { regions.mark(offset: e.offset, length: e.length) }
+                regions.formUnion(try await intentMap(target, epoch))
+                extents = regions.extents(volumeSize: config.size)
+            } else {
+                extents = d
+            }
         } else {
             if delta { throw .source("the dirty map went away") }
             let (st, bytes) = await source.request(.allocatedExtents, epoch: epoch, offset: 0, extent: config.size)
@@ -199,7 +207,8 @@ enum RebuildError: Error, CustomStringConvertible {
 extension Volume {
     func startRebuild(_ m: Member) {
         guard decided, !stopping, m.mode == .err, m.rebuildJob == nil, let link = m.link, link.isUp, let id = m.id else { return }
-        let job = RebuildJob(volume: self, key: m.key, target: link, targetID: id, targetRecord: m.persisted, logger: logger)
+        let job = RebuildJob(volume: self, key: m.key, target: link, targetID: id, targetRecord: m.persisted,
+                             ownIntent: !ejectedHere.contains(id), logger: logger)
         m.rebuildJob = job
         loop.spawn { await job.run() }
     }

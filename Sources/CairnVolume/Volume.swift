@@ -95,6 +95,11 @@ public actor Volume {
     var settling: RegionBitmap
     var resync: Resync?
     var lastResync: RebuildProgress?
+    /// Replicas this controller took out of the RW set: what they lack is all in the others'
+    /// dirty maps (the writes in flight included), so a delta need not copy their own
+    /// write-intent regions. Any other returning replica may have been left one side of a write
+    /// by a controller that crashed, and only its own map says where.
+    var ejectedHere: Set<String> = []
     let startedAt = monotonicNanos()
     var stopping = false
     /// Replicas that must answer before the volume serves: enough to meet every membership ever
@@ -349,6 +354,7 @@ public actor Volume {
         logger.warning("ejecting replica \(m.id ?? "?")@\(m.address): \(reason)")
         m.link?.close()
         guard let id = m.id, let current = issued ?? record else { return }
+        ejectedHere.insert(id)
         // Everything in flight may have missed it: held ranges are exactly the writes in flight.
         var inflight = locks.held.map { Extent(offset: $0.lba * bs, length: ($0.end - $0.lba) * bs) }
         if let r = resync {

@@ -109,6 +109,12 @@ func lastNumber(in log: String, line marker: String, after key: String) -> UInt6
     return UInt64(line[r.upperBound...].prefix { $0.isNumber })
 }
 
+/// Regions marked in a replica's write-intent map file.
+func intentMarks(_ r: CairnReplicaProcess) -> Int {
+    let data = FileManager.default.contents(atPath: r.directory.appendingPathComponent("intent.map").path) ?? Data()
+    return data.reduce(0) { $0 + $1.nonzeroBitCount }
+}
+
 func filesIdentical(_ files: [URL]) throws -> Bool {
     for f in files.dropFirst() where try firstDifference(files[0], f) != nil { return false }
     return true
@@ -429,6 +435,54 @@ struct ReplicationTests {
         #expect(try filesIdentical(v.replicas.map(\.dataFile)), "the replicas still differ after the resync:\n\(v.log)")
     }
 
+    @Test("controller crash with a write on one replica only, which is absent at the restart: its return copies its own marked regions",
+          .timeLimit(.minutes(3)))
+    func halfDoneWriteOnAnAbsentReplica() throws {
+        let v = try ReplicatedVolume(name: "absent", controllerArguments: ["--replica-timeout", "60s"])
+        let c = try #require(v.controller)
+        #expect(v.waitAllRW(timeout: 20), "\(v.log)")
+        let offset = 3 << 20, length = 64 << 10
+        let first = try Tools.run("qemu-io", ["-f", "raw", "-c", "write -P 0x11 \(offset) \(length)", c.url], timeout: 30)
+        try #require(first.succeeded, "\(first)")
+        // Settled (no marks left), so only R1's own map will say where the next write went.
+        let settled = Date().addingTimeInterval(15)
+        while v.replicas.contains(where: { intentMarks($0) != 0 }) && Date() < settled { usleep(100_000) }
+        try #require(v.replicas.allSatisfy { intentMarks($0) == 0 }, "the first write was not settled")
+        // R2 and R3 stop answering: the next write reaches R1 only.
+        v.replicas[1].pause()
+        v.replicas[2].pause()
+        let dir = try Checkout.temporaryDirectory("cairn-qemu-io")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let writer = try Subprocess(path: try #require(Tools.find("qemu-io")),
+                                    arguments: ["-f", "raw", "-c", "write -P 0x22 \(offset) \(length)", c.url],
+                                    environment: ProcessInfo.processInfo.environment,
+                                    outputFile: dir.appendingPathComponent("output").path)
+        func holds(_ r: CairnReplicaProcess, _ byte: UInt8) -> Bool {
+            guard let h = try? FileHandle(forReadingFrom: r.dataFile) else { return false }
+            defer { try? h.close() }
+            try? h.seek(toOffset: UInt64(offset))
+            return (try? h.read(upToCount: length)) == Data(repeating: byte, count: length)
+        }
+        let deadline = Date().addingTimeInterval(20)
+        while !holds(v.replicas[0], 0x22) && Date() < deadline { usleep(50_000) }
+        kill(writer.pid, SIGKILL)
+        _ = writer.wait(timeout: 10)
+        try #require(holds(v.replicas[0], 0x22), "the second write did not reach R1")
+        c.crash()
+        for r in v.replicas { r.kill9() }
+        // R2 and R3 (the old data, the same record) are enough to serve; R1 comes back later.
+        try v.replicas[1].start()
+        try v.replicas[2].start()
+        try v.startController(port: c.port)
+        let c2 = try #require(v.controller)
+        #expect(v.waitForLog("membership epoch", timeout: 20), "\(v.log)")
+        try v.replicas[0].start()
+        #expect(v.waitForLog("is RW at", timeout: 30), "\(v.log)")
+        #expect(holds(v.replicas[0], 0x11), "R1 kept the write nobody else has")
+        #expect(c2.stop(timeout: 15, keepFiles: true) == 0)
+        #expect(try filesIdentical(v.replicas.map(\.dataFile)), "\(v.log)")
+    }
+
     @Test("write intent: idle regions are settled; a resync under load loses its source midway, another takes over, nothing acknowledged is lost",
           .timeLimit(.minutes(3)))
     func resyncSurvivesLosingItsSource() throws {
@@ -439,16 +493,12 @@ struct ReplicationTests {
             let r = try Tools.run("qemu-io", ["-f", "raw", "-c", "write -P \(byte) 0 \(length)", c.url], timeout: 30)
             try #require(r.succeeded && r.output.contains("wrote \(length)/\(length) bytes"), "\(r)")
         }
-        func marks(_ r: CairnReplicaProcess) -> Int {
-            let data = FileManager.default.contents(atPath: r.directory.appendingPathComponent("intent.map").path) ?? Data()
-            return data.reduce(0) { $0 + $1.nonzeroBitCount }
-        }
         // A write marks its regions on every replica; a few idle seconds later they are settled.
         try write(0x33, 1 << 20)
-        #expect(v.replicas.allSatisfy { marks($0) == 16 }, "\(v.replicas.map(marks))")
+        #expect(v.replicas.allSatisfy { intentMarks($0) == 16 }, "\(v.replicas.map(intentMarks))")
         let deadline = Date().addingTimeInterval(15)
-        while v.replicas.contains(where: { marks($0) != 0 }) && Date() < deadline { usleep(100_000) }
-        #expect(v.replicas.allSatisfy { marks($0) == 0 }, "idle regions were not settled: \(v.replicas.map(marks))")
+        while v.replicas.contains(where: { intentMarks($0) != 0 }) && Date() < deadline { usleep(100_000) }
+        #expect(v.replicas.allSatisfy { intentMarks($0) == 0 }, "idle regions were not settled: \(v.replicas.map(intentMarks))")
 
         // 16 MiB written just before a crash: still marked everywhere, so all of it is resynced,
         // at 2 MiB/s: long enough to lose the source midway, under a write-and-verify load.
