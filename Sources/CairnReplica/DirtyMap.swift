@@ -122,6 +122,10 @@ final class DirtyMap {
 
     var bitmap: RegionBitmap { RegionBitmap(words: words, regions: regions, granularity: granularity) }
 
+    /// Whether `persistPending` has anything to do (or to wait for): checked before the call,
+    /// which every write makes.
+    var needsPersist: Bool { !pendingPages.isEmpty || writing }
+
     /// Writes every pending page (with its current bits) to the map file. Page writes are one at
     /// a time; a caller that finds one running waits for it, then writes what is still pending,
     /// so on return every bit marked before the call is in the file.

@@ -17,7 +17,7 @@ public actor ReplicaStore {
     public nonisolated let size: UInt64
     public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.serialExecutor.asUnownedSerialExecutor() }
     /// Bytes per dirty-map bit: a returning replica copies whole regions of this size.
-    public static let dirtyGranularity: UInt64 = 64 << 10
+    public static let dirtyGranularity = RegionBitmap.dirtyGranularity
     /// Offsets and lengths must be multiples of this (O_DIRECT, and the smallest SCSI block).
     public static let alignment: UInt64 = 512
 
@@ -192,8 +192,8 @@ public actor ReplicaStore {
     }
 
     private func persistMaps() async throws(WireStatus) {
-        try await persist(intent)
-        for m in maps.values { try await persist(m) }
+        if intent.needsPersist { try await persist(intent) }
+        for m in maps.values where m.needsPersist { try await persist(m) }
     }
 
     private func persist(_ m: DirtyMap) async throws(WireStatus) {

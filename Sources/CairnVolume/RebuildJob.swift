@@ -73,9 +73,11 @@ actor RebuildJob {
             if ownIntent {
                 // And where the target itself may hold one side of a write the others lack (one
                 // a crashed controller left half-done).
-                var regions = RegionBitmap(volumeSize: config.size)
+                var regions = RegionBitmap(volumeSize: config.size, granularity: RegionBitmap.dirtyGranularity)
                 for e in d { regions.mark(offset: e.offset, length: e.length) }
-                regions.formUnion(try await intentMap(target, epoch))
+                for e in try await intentMap(target, epoch).extents(volumeSize: config.size) {
+                    regions.mark(offset: e.offset, length: e.length)
+                }
                 extents = regions.extents(volumeSize: config.size)
             } else {
                 extents = d

@@ -174,9 +174,11 @@ extension Volume {
                 let buf = loop.buffers.take(Int(len))
                 let st = await link.read(offset: off, into: buf, epoch: writeEpoch, rebuild: true)
                 if st == .ok {
+                    // Plain writes, not rebuild copies: the targets mark the change in the dirty
+                    // maps they keep for members absent since before this controller, whose own
+                    // data there may be the old side.
                     for m in members where m !== source && (m.mode == .rw || m.mode == .wo) && m.isUp {
-                        let (ws, _) = await m.link!.request(.write, epoch: writeEpoch, offset: off, extent: len,
-                                                            flags: [.rebuild], data: buf)
+                        let (ws, _) = await m.link!.request(.write, epoch: writeEpoch, offset: off, extent: len, data: buf)
                         if ws != .ok { await eject(m, "resync write failed: \(ws)") }
                     }
                 }

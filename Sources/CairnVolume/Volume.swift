@@ -17,9 +17,9 @@ public struct VolumeConfig: Sendable {
     public var reconnectIntervalNanos: UInt64 = 500_000_000
     public var rebuildChunkBytes: Int = 256 << 10
     public var rebuildChunksInFlight: Int = 4
-    /// A region written this long ago, with nothing in flight, is settled on the replicas (see
-    /// Volume+Intent.swift).
-    public var settleIntervalNanos: UInt64 = 2_000_000_000
+    /// A region idle for one to two of these, with nothing in flight, is settled on the replicas
+    /// (see Volume+Intent.swift).
+    public var settleIntervalNanos: UInt64 = 10_000_000_000
 
     public init(name: String, size: UInt64, blockSize: Int, replicas: [ReplicaAddress], minHealthy: Int? = nil,
                 replicaTimeoutNanos: UInt64 = 5_000_000_000, rebuildBytesPerSecond: UInt64 = 64 << 20) {

@@ -5,8 +5,12 @@
 ///
 /// On the wire: granularity u64, region count u64, then the words, all little-endian.
 public struct RegionBitmap: Sendable, Equatable {
-    /// The write-intent granularity, the same as the dirty maps': a resync copies whole regions.
-    public static let intentGranularity: UInt64 = 64 << 10
+    /// The write-intent granularity: a resync copies whole regions. Coarser than the dirty maps'
+    /// 64 KiB, so that scattered writes over a large volume find their region still marked and
+    /// rarely wait for a map page to be written first.
+    public static let intentGranularity: UInt64 = 1 << 20
+    /// The dirty maps' granularity (what a returning replica copies by delta).
+    public static let dirtyGranularity: UInt64 = 64 << 10
 
     public let granularity: UInt64
     public let regions: Int

@@ -35,6 +35,9 @@ struct ControllerCommand: AsyncParsableCommand {
     @Option(help: "Most bytes per second a rebuild copies (e.g. 64MiB).")
     var rebuildRate: ByteSize = ByteSize(argument: "64MiB")!
 
+    @Option(help: "Settle a written region on the replicas (unmark it in their write-intent maps) after one to two of these idle (e.g. 10s). Shorter: less to resync after a controller crash; longer: fewer marks to persist again under scattered writes.")
+    var settleInterval: Duration = Duration(argument: "10s")!
+
     @Option(help: "iSCSI portal HOST:PORT to listen on; give it twice for a second path (multipath).")
     var portal: [HostPort] = [HostPort(argument: "127.0.0.1:3260")!]
 
@@ -95,6 +98,7 @@ struct ControllerCommand: AsyncParsableCommand {
         }
         guard replicaTimeout.nanoseconds >= 10_000_000 else { throw ValidationError("--replica-timeout is too short") }
         guard rebuildRate.bytes > 0 else { throw ValidationError("--rebuild-rate must be positive") }
+        guard settleInterval.nanoseconds >= 10_000_000 else { throw ValidationError("--settle-interval is too short") }
         if let why = unitOptions.validate(logicalBlockSize: blockSize) { throw ValidationError("--physical-block-size: \(why)") }
     }
 
@@ -121,10 +125,11 @@ struct ControllerCommand: AsyncParsableCommand {
             backing = "file \(file) (direct: \(f.direct))"
         } else {
             // A read-only unit over replicas refuses writes in the SCSI layer; replicas stay writable for rebuilds.
-            let config = VolumeConfig(name: name, size: size.bytes, blockSize: blockSize,
+            var config = VolumeConfig(name: name, size: size.bytes, blockSize: blockSize,
                                       replicas: replica.map { ReplicaAddress(host: $0.host, port: $0.port) },
                                       minHealthy: minHealthy, replicaTimeoutNanos: replicaTimeout.nanoseconds,
                                       rebuildBytesPerSecond: rebuildRate.bytes)
+            config.settleIntervalNanos = settleInterval.nanoseconds
             let volume = Volume(config: config, loop: loop, logger: logger)
             try await loop.run { await volume.start() }
             replicated = volume

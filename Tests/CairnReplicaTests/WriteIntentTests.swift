@@ -11,7 +11,7 @@ import Testing
 /// may differ; a region it fails to mark is a region the resync skips.
 @Suite struct WriteIntentTests {
     static let g = RegionBitmap.intentGranularity
-    static let size: UInt64 = 16 << 20
+    static let size: UInt64 = 64 << 20
 
     static func directory() -> String {
         "/tmp/cairn-intent-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"

@@ -4,12 +4,12 @@ import Testing
 /// The region bitmap carries a replica's write-intent map to a starting controller and the
 /// settled regions back: a region lost on the way is a region a resync skips.
 @Suite struct RegionBitmapTests {
-    static let g = RegionBitmap.intentGranularity
+    static let g = RegionBitmap.dirtyGranularity
 
     @Test func marksClearsAndTestsEveryRegionARangeTouches() {
         // 1 MiB and 4 KiB: 17 regions, the last one partial.
         let size: UInt64 = (1 << 20) + 4096
-        var b = RegionBitmap(volumeSize: size)
+        var b = RegionBitmap(volumeSize: size, granularity: Self.g)
         #expect(b.regions == 17 && b.isEmpty)
         b.mark(offset: 3 * Self.g - 1, length: 2)  // the last byte of region 2, the first of 3
         b.mark(offset: 1 << 20, length: 4096)
@@ -25,7 +25,7 @@ import Testing
 
     @Test func unionAndSubtraction() {
         let size: UInt64 = 100 * Self.g
-        var a = RegionBitmap(volumeSize: size), b = RegionBitmap(volumeSize: size)
+        var a = RegionBitmap(volumeSize: size, granularity: Self.g), b = RegionBitmap(volumeSize: size, granularity: Self.g)
         a.mark(offset: 0, length: 10 * Self.g)
         b.mark(offset: 5 * Self.g, length: 70 * Self.g)
         var u = a
@@ -39,7 +39,7 @@ import Testing
 
     @Test func aCappedExtentListCoversEveryMarkedRegion() {
         let size: UInt64 = 1000 * Self.g
-        var b = RegionBitmap(volumeSize: size)
+        var b = RegionBitmap(volumeSize: size, granularity: Self.g)
         for r in stride(from: 0, to: 1000, by: 3) { b.mark(offset: UInt64(r) * Self.g, length: 1) }
         let exact = b.extents(volumeSize: size)
         #expect(exact.count == 334)
@@ -52,16 +52,16 @@ import Testing
 
     @Test func roundTripsAndRefusesABitmapOfAnotherShape() throws {
         let size: UInt64 = (5 << 30) + 512  // 81921 regions: the last word is partial
-        var b = RegionBitmap(volumeSize: size)
+        var b = RegionBitmap(volumeSize: size, granularity: Self.g)
         for o: UInt64 in [0, 1 << 30, size - 512] { b.mark(offset: o, length: 512) }
-        let back = try RegionBitmap(decoding: b.encoded, volumeSize: size)
+        let back = try RegionBitmap(decoding: b.encoded, volumeSize: size, granularity: Self.g)
         #expect(back == b)
-        #expect(throws: WireError.self) { try RegionBitmap(decoding: b.encoded, volumeSize: size + Self.g) }
-        #expect(throws: WireError.self) { try RegionBitmap(decoding: Array(b.encoded.dropLast(8)), volumeSize: size) }
+        #expect(throws: WireError.self) { try RegionBitmap(decoding: b.encoded, volumeSize: size + Self.g, granularity: Self.g) }
+        #expect(throws: WireError.self) { try RegionBitmap(decoding: Array(b.encoded.dropLast(8)), volumeSize: size, granularity: Self.g) }
         // Bits past the last region are dropped, not kept as regions that do not exist.
         var bytes = b.encoded
         bytes[bytes.count - 1] = 0xff
-        let trimmed = try RegionBitmap(decoding: bytes, volumeSize: size)
+        let trimmed = try RegionBitmap(decoding: bytes, volumeSize: size, granularity: Self.g)
         #expect(trimmed == b, "only bit 0 of the last word is a region (81920)")
     }
 }

@@ -438,7 +438,7 @@ struct ReplicationTests {
     @Test("controller crash with a write on one replica only, which is absent at the restart: its return copies its own marked regions",
           .timeLimit(.minutes(3)))
     func halfDoneWriteOnAnAbsentReplica() throws {
-        let v = try ReplicatedVolume(name: "absent", controllerArguments: ["--replica-timeout", "60s"])
+        let v = try ReplicatedVolume(name: "absent", controllerArguments: ["--replica-timeout", "60s", "--settle-interval", "1s"])
         let c = try #require(v.controller)
         #expect(v.waitAllRW(timeout: 20), "\(v.log)")
         let offset = 3 << 20, length = 64 << 10
@@ -486,7 +486,8 @@ struct ReplicationTests {
     @Test("write intent: idle regions are settled; a resync under load loses its source midway, another takes over, nothing acknowledged is lost",
           .timeLimit(.minutes(3)))
     func resyncSurvivesLosingItsSource() throws {
-        let v = try ReplicatedVolume(name: "resync", controllerArguments: ["--replica-timeout", "2s", "--rebuild-rate", "\(2 << 20)"])
+        let v = try ReplicatedVolume(name: "resync", controllerArguments: ["--replica-timeout", "2s", "--rebuild-rate", "\(2 << 20)",
+                                                                           "--settle-interval", "1s"])
         var c = try #require(v.controller)
         #expect(v.waitAllRW(timeout: 20), "\(v.log)")
         func write(_ byte: UInt8, _ length: Int) throws {
@@ -494,19 +495,20 @@ struct ReplicationTests {
             try #require(r.succeeded && r.output.contains("wrote \(length)/\(length) bytes"), "\(r)")
         }
         // A write marks its regions on every replica; a few idle seconds later they are settled.
-        try write(0x33, 1 << 20)
-        #expect(v.replicas.allSatisfy { intentMarks($0) == 16 }, "\(v.replicas.map(intentMarks))")
+        try write(0x33, 3 << 20)
+        #expect(v.replicas.allSatisfy { intentMarks($0) == 3 }, "\(v.replicas.map(intentMarks))")
         let deadline = Date().addingTimeInterval(15)
         while v.replicas.contains(where: { intentMarks($0) != 0 }) && Date() < deadline { usleep(100_000) }
         #expect(v.replicas.allSatisfy { intentMarks($0) == 0 }, "idle regions were not settled: \(v.replicas.map(intentMarks))")
 
-        // 16 MiB written just before a crash: still marked everywhere, so all of it is resynced,
-        // at 2 MiB/s: long enough to lose the source midway, under a write-and-verify load.
+        // 16 MiB written just before a crash (within a settle interval): still marked everywhere,
+        // so all of it is resynced, at 2 MiB/s: long enough to lose the source midway, under a
+        // write-and-verify load.
         try write(0x44, 16 << 20)
         c.crash()
         try v.startController(port: c.port)  // a new log
         c = try #require(v.controller)
-        #expect(v.waitForLog("resync: 256 regions", timeout: 20), "\(v.log)")
+        #expect(v.waitForLog("resync: 16 regions", timeout: 20), "\(v.log)")
         let w = ModelWriter(spanBytes: 32 << 20)
         w.start(port: c.port, iqn: c.iqn, url: c.url)
         sleep(2)
