@@ -247,8 +247,14 @@ actor ReplicaSession {
             writer.enqueue(OutFrame(h.reply(.ok), control: await store.intentBitmap.encoded))
         case .settle:
             // Unmarked inline, in order with the writes around it; written out by a runner.
+            let payload = try await reader.readControl(h)
+            // A fenced controller must not unmark what the current one relies on.
+            do { try await store.checkEpoch(h.epoch) } catch {
+                writer.enqueue(OutFrame(h.reply(error)))
+                return
+            }
             let bits: RegionBitmap
-            do { bits = try RegionBitmap(decoding: try await reader.readControl(h), volumeSize: store.size) } catch {
+            do { bits = try RegionBitmap(decoding: payload, volumeSize: store.size) } catch {
                 logger.warning("settle: \(error)")
                 writer.enqueue(OutFrame(h.reply(.badRequest)))
                 return

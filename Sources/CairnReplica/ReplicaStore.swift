@@ -8,8 +8,8 @@ import Logging
 /// io_uring), its metadata (epoch record, dirty maps) in replica.json, a dirty-region map file
 /// per absent member, and its write-intent map (intent.map): every region a write reached here
 /// stays marked until the controller settles it (the write is on every healthy member), so
-/// after a controller crash the regions where members may differ are known. Pinned to the event loop; every request of every connection is served
-/// here, interleaving only at awaits.
+/// after a controller crash the regions where members may differ are known. Pinned to the
+/// event loop; every request of every connection is served here, interleaving only at awaits.
 public actor ReplicaStore {
     public nonisolated let loop: EventLoop
     public nonisolated let directory: String

@@ -22,6 +22,8 @@ enum ReplicaAbuse: String, CaseIterable, Sendable {
     case helloForAnotherVolume
     case writeWithStaleEpoch
     case writeWithBadPayloadChecksum
+    case settleWithStaleEpoch
+    case settleOfAnotherShape
 }
 
 /// What the replica must do with the abusive connection.
@@ -95,6 +97,18 @@ struct ReplicaBadInputTests {
             try c.send(helloFrame)
             try expectReply(c, status: .ok, a)
             try c.send(wireFrame(write, block, corruptPayloadCRC: true))
+        case .settleWithStaleEpoch:
+            // It would unmark regions the current controller relies on after a crash.
+            var all = RegionBitmap(volumeSize: volumeSize)
+            all.mark(offset: 0, length: volumeSize)
+            try c.send(helloFrame)
+            try expectReply(c, status: .ok, a)
+            try c.send(wireFrame(WireHeader(opcode: .settle, seq: 2, epoch: 0), all.encoded))
+        case .settleOfAnotherShape:
+            try c.send(helloFrame)
+            try expectReply(c, status: .ok, a)
+            try c.send(wireFrame(WireHeader(opcode: .settle, seq: 2, epoch: .max),
+                                 RegionBitmap(volumeSize: 2 * volumeSize).encoded))
         }
     }
 
@@ -105,7 +119,8 @@ struct ReplicaBadInputTests {
             return .closes
         case .helloOfAnotherVersion: return .refusesThenCloses(.badRequest)
         case .helloForAnotherVolume: return .refusesThenCloses(.wrongVolume)
-        case .writeWithStaleEpoch: return .refusesAndServes(.staleEpoch)
+        case .writeWithStaleEpoch, .settleWithStaleEpoch: return .refusesAndServes(.staleEpoch)
+        case .settleOfAnotherShape: return .refusesAndServes(.badRequest)
         }
     }
 
