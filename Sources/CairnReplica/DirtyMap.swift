@@ -173,22 +173,6 @@ final class DirtyMap {
 
     /// The dirty regions as merged byte extents, clipped to the volume.
     func extents(volumeSize: UInt64) -> [Extent] {
-        var out: [Extent] = []
-        var r = 0
-        while r < regions {
-            let w = words[r >> 6]
-            if w == 0 && r & 63 == 0 { r += 64; continue }
-            if w & (UInt64(1) << UInt64(r & 63)) != 0 {
-                let off = UInt64(r) * granularity
-                let len = min(granularity, volumeSize - off)
-                if let lastIdx = out.indices.last, out[lastIdx].end == off {
-                    out[lastIdx].length += len
-                } else {
-                    out.append(Extent(offset: off, length: len))
-                }
-            }
-            r += 1
-        }
-        return out
+        bitmap.extents(volumeSize: volumeSize)
     }
 }

@@ -13,8 +13,21 @@ import Testing
     static let g = RegionBitmap.intentGranularity
     static let size: UInt64 = 64 << 20
 
-    static func directory() -> String {
-        "/tmp/cairn-intent-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    /// A replica directory and a running loop, both gone with the fixture.
+    final class Fixture {
+        let directory = "/tmp/cairn-intent-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let loop: EventLoop
+        let logger = Logger(label: "test")
+
+        init() throws {
+            loop = try EventLoop()
+            loop.start()
+        }
+
+        deinit {
+            loop.stopAndJoin()
+            try? FileManager.default.removeItem(atPath: directory)
+        }
     }
 
     /// Admits and writes `length` bytes at `offset`, as a session does.
@@ -27,12 +40,9 @@ import Testing
     }
 
     @Test func writesMarkTheirRegionsOnDiskUntilSettledAndRebuildWritesDoNot() async throws {
-        let dir = Self.directory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let loop = try EventLoop()
-        loop.start()
-        defer { loop.stopAndJoin() }
-        let logger = Logger(label: "test")
+        let f = try Fixture()
+        defer { withExtendedLifetime(f) {} }
+        let (dir, loop, logger) = (f.directory, f.loop, f.logger)
         let marked = try await loop.run { () async throws -> [Extent] in
             let store = try ReplicaStore(directory: dir, size: Self.size, loop: loop, logger: logger)
             try await Self.write(store, loop, offset: Self.g - 4096, length: 8192)  // regions 0 and 1
@@ -58,12 +68,9 @@ import Testing
     }
 
     @Test func aWipeClearsTheMapAndASettleOfAnotherShapeIsRefused() async throws {
-        let dir = Self.directory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let loop = try EventLoop()
-        loop.start()
-        defer { loop.stopAndJoin() }
-        let logger = Logger(label: "test")
+        let f = try Fixture()
+        defer { withExtendedLifetime(f) {} }
+        let (dir, loop, logger) = (f.directory, f.loop, f.logger)
         try await loop.run { () async throws in
             let store = try ReplicaStore(directory: dir, size: Self.size, loop: loop, logger: logger)
             try await Self.write(store, loop, offset: 0, length: 4096)

@@ -109,6 +109,31 @@ func lastNumber(in log: String, line marker: String, after key: String) -> UInt6
     return UInt64(line[r.upperBound...].prefix { $0.isNumber })
 }
 
+/// Whether replica `r`'s data file holds `byte` all over [offset, offset+length).
+func replica(_ r: CairnReplicaProcess, holds byte: UInt8, at offset: Int, length: Int) -> Bool {
+    guard let h = try? FileHandle(forReadingFrom: r.dataFile) else { return false }
+    defer { try? h.close() }
+    try? h.seek(toOffset: UInt64(offset))
+    return (try? h.read(upToCount: length)) == Data(repeating: byte, count: length)
+}
+
+/// A write never acknowledged that no initiator sends again: qemu-io writes `byte` over the
+/// range and is killed once every replica of `reaching` holds it (the paused ones never answer).
+func halfDoneWrite(_ url: String, byte: UInt8, offset: Int, length: Int, reaching: [CairnReplicaProcess]) throws {
+    let dir = try Checkout.temporaryDirectory("cairn-qemu-io")
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let writer = try Subprocess(path: try #require(Tools.find("qemu-io")),
+                                arguments: ["-f", "raw", "-c", "write -P \(byte) \(offset) \(length)", url],
+                                environment: ProcessInfo.processInfo.environment,
+                                outputFile: dir.appendingPathComponent("output").path)
+    let deadline = Date().addingTimeInterval(20)
+    func reached() -> Bool { reaching.allSatisfy { replica($0, holds: byte, at: offset, length: length) } }
+    while !reached() && Date() < deadline { usleep(50_000) }
+    kill(writer.pid, SIGKILL)
+    _ = writer.wait(timeout: 10)
+    try #require(reached(), "the write did not reach \(reaching.map(\.replicaID))")
+}
+
 /// Regions marked in a replica's write-intent map file.
 func intentMarks(_ r: CairnReplicaProcess) -> Int {
     let data = FileManager.default.contents(atPath: r.directory.appendingPathComponent("intent.map").path) ?? Data()
@@ -396,23 +421,8 @@ struct ReplicationTests {
         // R3 stops answering; the next write reaches R1 and R2 and is never acknowledged. Its
         // initiator is killed before the controller, so nothing sends the write again.
         v.replicas[2].pause()
-        let dir = try Checkout.temporaryDirectory("cairn-qemu-io")
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let writer = try Subprocess(path: try #require(Tools.find("qemu-io")),
-                                    arguments: ["-f", "raw", "-c", "write -P 0x22 \(offset) \(length)", c.url],
-                                    environment: ProcessInfo.processInfo.environment,
-                                    outputFile: dir.appendingPathComponent("output").path)
-        func holds(_ r: CairnReplicaProcess, _ byte: UInt8) -> Bool {
-            guard let h = try? FileHandle(forReadingFrom: r.dataFile) else { return false }
-            defer { try? h.close() }
-            try? h.seek(toOffset: UInt64(offset))
-            return (try? h.read(upToCount: length)) == Data(repeating: byte, count: length)
-        }
-        let deadline = Date().addingTimeInterval(20)
-        while !(holds(v.replicas[0], 0x22) && holds(v.replicas[1], 0x22)) && Date() < deadline { usleep(50_000) }
-        kill(writer.pid, SIGKILL)
-        _ = writer.wait(timeout: 10)
-        try #require(holds(v.replicas[0], 0x22) && holds(v.replicas[1], 0x22), "the second write did not reach R1 and R2")
+        func holds(_ r: CairnReplicaProcess, _ byte: UInt8) -> Bool { replica(r, holds: byte, at: offset, length: length) }
+        try halfDoneWrite(c.url, byte: 0x22, offset: offset, length: length, reaching: [v.replicas[0], v.replicas[1]])
         #expect(holds(v.replicas[2], 0x11), "R3 got the second write while stopped")
         c.crash()
         v.replicas[2].kill9()  // with it, the write still queued to it
@@ -451,23 +461,8 @@ struct ReplicationTests {
         // R2 and R3 stop answering: the next write reaches R1 only.
         v.replicas[1].pause()
         v.replicas[2].pause()
-        let dir = try Checkout.temporaryDirectory("cairn-qemu-io")
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let writer = try Subprocess(path: try #require(Tools.find("qemu-io")),
-                                    arguments: ["-f", "raw", "-c", "write -P 0x22 \(offset) \(length)", c.url],
-                                    environment: ProcessInfo.processInfo.environment,
-                                    outputFile: dir.appendingPathComponent("output").path)
-        func holds(_ r: CairnReplicaProcess, _ byte: UInt8) -> Bool {
-            guard let h = try? FileHandle(forReadingFrom: r.dataFile) else { return false }
-            defer { try? h.close() }
-            try? h.seek(toOffset: UInt64(offset))
-            return (try? h.read(upToCount: length)) == Data(repeating: byte, count: length)
-        }
-        let deadline = Date().addingTimeInterval(20)
-        while !holds(v.replicas[0], 0x22) && Date() < deadline { usleep(50_000) }
-        kill(writer.pid, SIGKILL)
-        _ = writer.wait(timeout: 10)
-        try #require(holds(v.replicas[0], 0x22), "the second write did not reach R1")
+        func holds(_ r: CairnReplicaProcess, _ byte: UInt8) -> Bool { replica(r, holds: byte, at: offset, length: length) }
+        try halfDoneWrite(c.url, byte: 0x22, offset: offset, length: length, reaching: [v.replicas[0]])
         c.crash()
         for r in v.replicas { r.kill9() }
         // R2 and R3 (the old data, the same record) are enough to serve; R1 comes back later.
