@@ -32,7 +32,7 @@ struct ControllerCommand: AsyncParsableCommand {
     @Option(help: "Eject a replica that leaves a request unanswered this long (e.g. 5s, 500ms).")
     var replicaTimeout: Duration = Duration(argument: "5s")!
 
-    @Option(help: "Most bytes per second a rebuild copies (e.g. 64MiB).")
+    @Option(help: "Most bytes per second a rebuild, or a resync after a controller crash, copies (e.g. 64MiB).")
     var rebuildRate: ByteSize = ByteSize(argument: "64MiB")!
 
     @Option(help: "Settle a written region on the replicas (unmark it in their write-intent maps) after one to two of these idle (e.g. 10s). Shorter: less to resync after a controller crash; longer: fewer marks to persist again under scattered writes.")
