@@ -94,25 +94,20 @@ actor RebuildJob {
         await volume.rebuildProgress(key, progress)
         logger.notice("\(progress.kind) rebuild from \(source): \(extents.count) extents, \(total) bytes")
 
-        let rate = max(UInt64(1), config.rebuildBytesPerSecond)
+        var pacer = RatePacer(bytesPerSecond: config.rebuildBytesPerSecond)
         let t0 = monotonicNanos()
         let chunk = UInt64(config.rebuildChunkBytes)
         // Chunks in flight at once: one chunk's round trip (read from the source, write to the
         // target) must not bound the rate when the replicas are busy with the volume's own I/O.
         let depth = max(1, config.rebuildChunksInFlight)
         var chunks = ChunkCursor(extents: extents, chunk: chunk)
-        var issued: UInt64 = 0
         var failure: RebuildError?
         await withTaskGroup(of: ChunkResult.self) { group in
             var running = 0
             while true {
                 if failure == nil, running < depth, let (off, len) = chunks.next() {
                     if cancelled { failure = .cancelled; continue }
-                    // Pace: a chunk may start only once the bytes issued before it fit the rate.
-                    let due = t0 &+ issued * 1_000_000_000 / rate
-                    let now = monotonicNanos()
-                    if due > now { await loop.sleep(nanoseconds: due - now) }
-                    issued += len
+                    await pacer.admit(len, loop: loop)
                     running += 1
                     group.addTask { await self.copyChunk(offset: off, length: len, from: source, epoch: epoch) }
                     continue
@@ -143,7 +138,7 @@ actor RebuildJob {
         progress.finished = true
         await volume.rebuildProgress(key, progress)
         let rateText = secs > 0 ? "\(UInt64(Double(progress.copiedBytes) / secs)) B/s" : "-"
-        logger.notice("copied \(progress.copiedBytes) bytes in \((secs * 1000).rounded() / 1000) s (\(rateText), limit \(rate) B/s); switching to RW")
+        logger.notice("copied \(progress.copiedBytes) bytes in \((secs * 1000).rounded() / 1000) s (\(rateText), limit \(pacer.bytesPerSecond) B/s); switching to RW")
         guard await volume.promote(key, job: self, source: source) else { throw .cancelled }
     }
 

@@ -83,7 +83,7 @@ extension Volume {
         let dst = IOBuffer(base: buffer.base, count: length)
         while true {
             // A region a resync has not copied yet is read from its source only.
-            var best = resync == nil ? nil : resyncSource(offset: lba * bs, length: UInt64(length))
+            var best = resyncSource(offset: lba * bs, length: UInt64(length))
             if best == nil {
                 for m in members where m.mode == .rw && m.isUp {
                     if best == nil || m.link!.outstanding < best!.link!.outstanding { best = m }

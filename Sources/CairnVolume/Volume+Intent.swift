@@ -156,19 +156,14 @@ extension Volume {
     private func runResync(generation: Int) async {
         guard let r = resync, r.generation == generation else { return }
         let chunk = UInt64(config.rebuildChunkBytes)
-        let rate = max(UInt64(1), config.rebuildBytesPerSecond)
-        let t0 = monotonicNanos()
-        var issued: UInt64 = 0
+        var pacer = RatePacer(bytesPerSecond: config.rebuildBytesPerSecond)
         for e in r.pending.extents(volumeSize: config.size) {
             var off = e.offset
             while off < e.end {
                 guard resync === r, r.generation == generation, !stopping else { return }
                 guard let source = member(r.sourceKey), source.mode == .rw, source.isUp, let link = source.link else { return }
                 let len = min(chunk, e.end - off)
-                let due = t0 &+ issued * 1_000_000_000 / rate
-                let now = monotonicNanos()
-                if due > now { await loop.sleep(nanoseconds: due - now) }
-                issued += len
+                await pacer.admit(len, loop: loop)
                 let lock = await lockRange(lba: off / bs, count: len / bs)
                 guard resync === r, r.generation == generation else { unlockRange(lock); return }
                 let buf = loop.buffers.take(Int(len))

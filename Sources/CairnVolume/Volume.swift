@@ -252,8 +252,9 @@ public actor Volume {
             return r.same(as: newest) && newest.members.contains(id)
         }
         // Where the newest replicas may differ (writes the last controller left half-done).
-        let suspect = await intentUnion(connected.filter(holdsNewest), epoch: newest.epoch)
-        let current = connected.filter(holdsNewest)
+        let newestHolders = connected.filter(holdsNewest)
+        let suspect = await intentUnion(newestHolders, epoch: newest.epoch)
+        let current = newestHolders.filter(holdsNewest)  // those still up after the queries
         guard !current.isEmpty else {
             logger.warning("offline: no connected replica holds the newest record \(newest)")
             return

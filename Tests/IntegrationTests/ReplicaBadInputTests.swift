@@ -194,10 +194,7 @@ struct ReplicaBadInputTests {
         v.controller = nil
         for r in v.replicas { r.stop() }
         #expect(try filesIdentical(v.replicas.map(\.dataFile)))
-        let h = try FileHandle(forReadingFrom: replica.dataFile)
-        defer { try? h.close() }
-        try h.seek(toOffset: Self.untouchedOffset)
-        let block = try h.read(upToCount: 4096) ?? Data()
-        #expect(block.allSatisfy { $0 == 0 }, "the stale-epoch write must not have reached the data file")
+        #expect(dataFile(of: replica, holds: 0, at: Int(Self.untouchedOffset), length: 4096),
+                "the stale-epoch write must not have reached the data file")
     }
 }

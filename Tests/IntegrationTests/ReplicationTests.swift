@@ -110,7 +110,7 @@ func lastNumber(in log: String, line marker: String, after key: String) -> UInt6
 }
 
 /// Whether replica `r`'s data file holds `byte` all over [offset, offset+length).
-func replica(_ r: CairnReplicaProcess, holds byte: UInt8, at offset: Int, length: Int) -> Bool {
+func dataFile(of r: CairnReplicaProcess, holds byte: UInt8, at offset: Int, length: Int) -> Bool {
     guard let h = try? FileHandle(forReadingFrom: r.dataFile) else { return false }
     defer { try? h.close() }
     try? h.seek(toOffset: UInt64(offset))
@@ -127,7 +127,7 @@ func halfDoneWrite(_ url: String, byte: UInt8, offset: Int, length: Int, reachin
                                 environment: ProcessInfo.processInfo.environment,
                                 outputFile: dir.appendingPathComponent("output").path)
     let deadline = Date().addingTimeInterval(20)
-    func reached() -> Bool { reaching.allSatisfy { replica($0, holds: byte, at: offset, length: length) } }
+    func reached() -> Bool { reaching.allSatisfy { dataFile(of: $0, holds: byte, at: offset, length: length) } }
     while !reached() && Date() < deadline { usleep(50_000) }
     kill(writer.pid, SIGKILL)
     _ = writer.wait(timeout: 10)
@@ -421,7 +421,7 @@ struct ReplicationTests {
         // R3 stops answering; the next write reaches R1 and R2 and is never acknowledged. Its
         // initiator is killed before the controller, so nothing sends the write again.
         v.replicas[2].pause()
-        func holds(_ r: CairnReplicaProcess, _ byte: UInt8) -> Bool { replica(r, holds: byte, at: offset, length: length) }
+        func holds(_ r: CairnReplicaProcess, _ byte: UInt8) -> Bool { dataFile(of: r, holds: byte, at: offset, length: length) }
         try halfDoneWrite(c.url, byte: 0x22, offset: offset, length: length, reaching: [v.replicas[0], v.replicas[1]])
         #expect(holds(v.replicas[2], 0x11), "R3 got the second write while stopped")
         c.crash()
@@ -461,7 +461,7 @@ struct ReplicationTests {
         // R2 and R3 stop answering: the next write reaches R1 only.
         v.replicas[1].pause()
         v.replicas[2].pause()
-        func holds(_ r: CairnReplicaProcess, _ byte: UInt8) -> Bool { replica(r, holds: byte, at: offset, length: length) }
+        func holds(_ r: CairnReplicaProcess, _ byte: UInt8) -> Bool { dataFile(of: r, holds: byte, at: offset, length: length) }
         try halfDoneWrite(c.url, byte: 0x22, offset: offset, length: length, reaching: [v.replicas[0]])
         c.crash()
         for r in v.replicas { r.kill9() }
