@@ -74,7 +74,9 @@ let package = Package(
         ),
         .target(
             name: "CairnWire",
-            dependencies: ["CairnIO", "CCairn", .product(name: "DequeModule", package: "swift-collections")],
+            dependencies: ["CairnIO", "CCairn", .product(name: "DequeModule", package: "swift-collections"),
+                           // HMAC-SHA256 for the replica link's handshake (ReplicaAuth.swift).
+                           .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: dataPath
         ),
         .target(

@@ -242,6 +242,7 @@ struct ReplicaHTTPSnapshot: Sendable {
     var writeBytes: UInt64
     var rebuildBytesWritten: UInt64
     var errors: UInt64
+    var refusedHandshakes: [HandshakeRefusal: UInt64]
     var loop: LoopIdleStats
 }
 
@@ -250,7 +251,7 @@ extension ReplicaStore {
     func httpSnapshot(status: ReplicaStatus) -> ReplicaHTTPSnapshot {
         ReplicaHTTPSnapshot(status: status, reads: reads, writes: writes, readBytes: readBytes,
                             writeBytes: writeBytes, rebuildBytesWritten: rebuildBytesWritten, errors: errors,
-                            loop: loop.idleStats)
+                            refusedHandshakes: refusedHandshakes, loop: loop.idleStats)
     }
 }
 

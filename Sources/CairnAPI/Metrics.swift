@@ -1,4 +1,5 @@
 import CairnIO
+import CairnReplica
 import CairnVolume
 // Implementation-only, like Hummingbird (see HTTPServer.swift).
 @_implementationOnly import Prometheus
@@ -147,6 +148,7 @@ final class ReplicaMetrics: Sendable {
     private struct Last {
         var reads: UInt64 = 0, writes: UInt64 = 0, readBytes: UInt64 = 0, writeBytes: UInt64 = 0
         var rebuildBytes: UInt64 = 0, errors: UInt64 = 0
+        var refused: [HandshakeRefusal: UInt64] = [:]
         /// cairn_replica_dirty_regions, one per absent member.
         var dirty: [String: Gauge] = [:]
     }
@@ -154,6 +156,7 @@ final class ReplicaMetrics: Sendable {
     private let last = Mutex(Last())
     private let reads: Counter, writes: Counter, readBytes: Counter, writeBytes: Counter
     private let rebuildBytes: Counter, errors: Counter
+    private let refused: [HandshakeRefusal: Counter]
     private let allocated: Gauge, size: Gauge, epoch: Gauge
     private let loop: LoopMetrics
 
@@ -165,6 +168,12 @@ final class ReplicaMetrics: Sendable {
         writeBytes = r.counter(name: "cairn_replica_write_bytes_total", help: "Bytes written, not counting rebuild writes")
         rebuildBytes = r.counter(name: "cairn_replica_rebuild_bytes_written_total", help: "Bytes written by rebuilds into this replica")
         errors = r.counter(name: "cairn_replica_errors_total", help: "I/O errors on the replica's files")
+        var refused: [HandshakeRefusal: Counter] = [:]
+        for why in HandshakeRefusal.allCases {
+            refused[why] = r.counter(name: "cairn_replica_handshakes_refused_total", labels: [("reason", why.rawValue)],
+                                     help: "Controller handshakes refused: unauthorized (no or a wrong proof of the volume's secret), wrong_volume, version, other")
+        }
+        self.refused = refused
         allocated = r.gauge(name: "cairn_replica_allocated_bytes", help: "Bytes allocated in the replica's data file")
         size = r.gauge(name: "cairn_replica_size_bytes", help: "The volume size this replica holds")
         epoch = r.gauge(name: "cairn_replica_epoch", help: "Epoch of the membership record persisted here (0: none)")
@@ -180,6 +189,7 @@ final class ReplicaMetrics: Sendable {
             advance(writeBytes, &l.writeBytes, s.writeBytes)
             advance(rebuildBytes, &l.rebuildBytes, s.rebuildBytesWritten)
             advance(errors, &l.errors, s.errors)
+            for (why, c) in refused { advance(c, &l.refused[why, default: 0], s.refusedHandshakes[why] ?? 0) }
             var seen = Set<String>()
             for m in s.status.dirtyMaps {
                 seen.insert(m.member)

@@ -6,15 +6,18 @@ import Logging
 public actor ReplicaServer {
     public nonisolated let loop: EventLoop
     public nonisolated let store: ReplicaStore
+    /// The volume's secret: with one, only a controller that proves it holds it is served.
+    public nonisolated let secret: ReplicaSecret?
     public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.serialExecutor.asUnownedSerialExecutor() }
     let logger: Logger
     var listener: TCPListener?
     var sessions: [ObjectIdentifier: ReplicaSession] = [:]
     var stopping = false
 
-    public init(loop: EventLoop, store: ReplicaStore, logger: Logger) {
+    public init(loop: EventLoop, store: ReplicaStore, secret: ReplicaSecret? = nil, logger: Logger) {
         self.loop = loop
         self.store = store
+        self.secret = secret
         self.logger = logger
     }
 
@@ -151,24 +154,68 @@ actor ReplicaSession {
     }
 
     private func handshake(_ reader: FrameReader, _ writer: FrameWriter) async throws {
-        let h = try await reader.readHeader()
+        var h: WireHeader
+        do { h = try await reader.readHeader() } catch {
+            if case .unsupportedVersion = error {
+                // Said in our version: a peer of another one logs which version we speak.
+                writer.enqueue(OutFrame(WireHeader(opcode: .hello, flags: [.reply], seq: 0, status: WireStatus.badRequest.rawValue)))
+                await store.countRefusal(.version)
+            }
+            throw error
+        }
+        // With a secret, the controller proves it holds it: `auth` first, its proof in the hello.
+        var nonces: (controller: [UInt8], replica: [UInt8])?
+        if h.opcode == .auth, !h.isReply {
+            let challenge = try WireJSON.decode(AuthChallenge.self, try await reader.readControl(h))
+            guard let secret = server.secret else {
+                try await refuse(h, .unauthorized, "a controller offered to authenticate; this replica has no --secret-file")
+            }
+            guard let nC = Hex.decode(challenge.nonce), nC.count == ReplicaSecret.nonceBytes else {
+                try await refuse(h, .badRequest, "an auth challenge whose nonce is not \(ReplicaSecret.nonceBytes) bytes of hex")
+            }
+            let nR = ReplicaSecret.newNonce()
+            let proof = secret.proof(.replica, controllerNonce: nC, replicaNonce: nR)
+            writer.enqueue(OutFrame(h.reply(.ok), control: WireJSON.encode(AuthResponse(nonce: nR, proof: proof))))
+            nonces = (nC, nR)
+            h = try await reader.readHeader()
+        }
         guard h.opcode == .hello, !h.isReply else {
             throw WireError.badMessage("first frame is \(h.opcode), not hello")
         }
         let hello = try WireJSON.decode(Hello.self, try await reader.readControl(h))
         guard hello.protocolVersion == Int(WireHeader.version) else {
             writer.enqueue(OutFrame(h.reply(.badRequest)))
+            await store.countRefusal(.version)
             throw WireError.unsupportedVersion(UInt8(truncatingIfNeeded: hello.protocolVersion))
+        }
+        if let secret = server.secret {
+            guard let nonces else {
+                try await refuse(h, .unauthorized, "a controller for \(hello.volume) did not authenticate (it has no --secret-file?)")
+            }
+            guard let proof = hello.proof.flatMap(Hex.decode),
+                  secret.verify(proof, .controller, controllerNonce: nonces.controller, replicaNonce: nonces.replica) else {
+                try await refuse(h, .unauthorized, "a controller for \(hello.volume) failed to prove the volume's secret")
+            }
         }
         do {
             let reply = try await store.hello(hello)
             writer.enqueue(OutFrame(h.reply(.ok), control: WireJSON.encode(reply)))
             logger[metadataKey: "volume"] = "\(hello.volume)"
-            logger.info("controller connected", metadata: ["epoch": "\(hello.epoch)"])
+            logger.info("controller connected", metadata: ["epoch": "\(hello.epoch)",
+                                                           "authenticated": "\(nonces != nil)"])
         } catch {
             writer.enqueue(OutFrame(h.reply(error)))
+            await store.countRefusal(error == .wrongVolume ? .wrongVolume : .other)
             throw HandshakeRefused()
         }
+    }
+
+    /// Answers the handshake's frame `h` with `status`, logs why and counts it; the session ends.
+    private func refuse(_ h: WireHeader, _ status: WireStatus, _ why: String) async throws -> Never {
+        writer?.enqueue(OutFrame(h.reply(status)))
+        logger.warning("handshake refused: \(why)")
+        await store.countRefusal(status == .unauthorized ? .unauthorized : .other)
+        throw HandshakeRefused()
     }
 
     private func dispatch(_ h: WireHeader, _ reader: FrameReader, _ writer: FrameWriter) async throws(WireError) {
@@ -264,7 +311,7 @@ actor ReplicaSession {
                 return
             }
             begin(.settle(h))
-        case .hello:
+        case .hello, .auth:
             try await reader.skip(Int(h.payloadLength))
             writer.enqueue(OutFrame(h.reply(.badRequest)))
         }

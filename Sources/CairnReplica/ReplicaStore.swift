@@ -35,6 +35,8 @@ public actor ReplicaStore {
     public private(set) var writeBytes: UInt64 = 0
     public private(set) var rebuildBytesWritten: UInt64 = 0
     public private(set) var errors: UInt64 = 0
+    /// Handshakes refused, by why (/metrics).
+    public private(set) var refusedHandshakes: [HandshakeRefusal: UInt64] = [:]
 
     /// Opens DIR. With `size` on first start it creates the data file and metadata; later starts
     /// reopen them and refuse another size. Without `size`, DIR must already hold a replica.
@@ -115,6 +117,10 @@ public actor ReplicaStore {
         }
         return HelloReply(replicaID: meta.replicaID, volume: h.volume, size: meta.size, blockSize: h.blockSize,
                           record: meta.record, dirtyMaps: dirtyMapInfos)
+    }
+
+    public func countRefusal(_ why: HandshakeRefusal) {
+        refusedHandshakes[why, default: 0] += 1
     }
 
     /// Fencing: a controller older than the newest membership persisted here is refused.
@@ -324,6 +330,17 @@ public actor ReplicaStore {
     public func close() async {
         await data.close()
     }
+}
+
+/// Why a replica refused a handshake, as /metrics labels it.
+public enum HandshakeRefusal: String, Sendable, CaseIterable {
+    /// No proof of the volume's secret, a wrong one, or one offered to a replica without a secret.
+    case unauthorized
+    /// Another volume, or a size this replica cannot serve.
+    case wrongVolume = "wrong_volume"
+    /// Another protocol version.
+    case version
+    case other
 }
 
 /// `mkdir -p`: creates `path` and any missing parent.

@@ -56,8 +56,9 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
         self.logger = l
     }
 
-    /// Connects and shakes hands; on success the reader, writer and watchdog tasks run.
-    func connect(_ h: Hello) async throws(LinkError) -> HelloReply {
+    /// Connects and shakes hands (proving `secret` first when the volume has one, and checking
+    /// the replica's proof); on success the reader, writer and watchdog tasks run.
+    func connect(_ greeting: Hello, secret: ReplicaSecret?) async throws(LinkError) -> HelloReply {
         loop.assertInLoop()
         let s: TCPConnection
         do {
@@ -72,7 +73,6 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
         reader = r
         writer = w
         loop.spawn { await w.run() }
-        w.enqueue(OutFrame(WireHeader(opcode: .hello, seq: 0, epoch: h.epoch), control: WireJSON.encode(h)))
         // The handshake has its own deadline: a replica that accepts but never answers must not
         // hold the volume's start-up. A strong capture (it keeps a dead link's few bytes until
         // the deadline): a weak one gives the link a side table, and every retain of it on the
@@ -84,11 +84,33 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
         }
         var refusal: WireStatus?
         do {
+            var h = greeting
+            if let secret {
+                // Each side proves the volume's secret over both nonces (see ReplicaSecret).
+                let nC = ReplicaSecret.newNonce()
+                w.enqueue(OutFrame(WireHeader(opcode: .auth, seq: 0, epoch: h.epoch), control: WireJSON.encode(AuthChallenge(nonce: nC))))
+                let header = try await r.readHeader()
+                guard header.opcode == .auth, header.isReply else { throw WireError.badMessage("expected an auth reply") }
+                guard header.wireStatus == .ok else {
+                    refusal = header.wireStatus
+                    throw HandshakeRefusal("replica refused to authenticate: \(header.wireStatus)"
+                                           + (header.wireStatus == .unauthorized ? " (it has no --secret-file)" : ""))
+                }
+                let answer = try WireJSON.decode(AuthResponse.self, try await r.readControl(header))
+                guard let nR = Hex.decode(answer.nonce), let proof = Hex.decode(answer.proof),
+                      secret.verify(proof, .replica, controllerNonce: nC, replicaNonce: nR) else {
+                    refusal = .unauthorized
+                    throw HandshakeRefusal("the replica failed to prove the volume's secret")
+                }
+                h.proof = Hex.encode(secret.proof(.controller, controllerNonce: nC, replicaNonce: nR))
+            }
+            w.enqueue(OutFrame(WireHeader(opcode: .hello, seq: 0, epoch: h.epoch), control: WireJSON.encode(h)))
             let header = try await r.readHeader()
             guard header.opcode == .hello, header.isReply else { throw WireError.badMessage("expected a hello reply") }
             guard header.wireStatus == .ok else {
                 refusal = header.wireStatus
-                throw WireError.badMessage("replica refused the handshake: \(header.wireStatus)")
+                throw HandshakeRefusal("replica refused the handshake: \(header.wireStatus)"
+                                       + (header.wireStatus == .unauthorized ? " (it needs --secret-file)" : ""))
             }
             let reply = try WireJSON.decode(HelloReply.self, try await r.readControl(header))
             hello = reply
@@ -96,7 +118,7 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
         } catch {
             let why = failedReason ?? "\(error)"
             fail(why)
-            if let refusal { throw .refused(refusal) }
+            if let refusal { throw .refused(refusal, why) }
             throw .handshake(why)
         }
         lastReply = monotonicNanos()
@@ -256,18 +278,25 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
     }
 }
 
+/// Why a replica's handshake was not accepted, as the log says it.
+struct HandshakeRefusal: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
 enum LinkError: Error, CustomStringConvertible {
     case connect(String)
     case handshake(String)
     /// The replica answered the hello with this status (another volume or size, another
     /// protocol version): it will say the same until someone changes its directory or ours.
-    case refused(WireStatus)
+    /// `why` says what was refused (or that the replica's proof of the secret was wrong).
+    case refused(WireStatus, String)
 
     var description: String {
         switch self {
         case .connect(let s): return "connect: \(s)"
         case .handshake(let s): return "handshake: \(s)"
-        case .refused(let status): return "replica refused the handshake: \(status)"
+        case .refused(_, let why): return why
         }
     }
 }

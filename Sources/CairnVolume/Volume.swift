@@ -20,6 +20,8 @@ public struct VolumeConfig: Sendable {
     /// A region idle for one to two of these, with nothing in flight, is settled on the replicas
     /// (see Volume+Intent.swift).
     public var settleIntervalNanos: UInt64 = 10_000_000_000
+    /// The volume's secret: every replica link proves it both ways (nil: links are not authenticated).
+    public var secret: ReplicaSecret?
 
     public init(name: String, size: UInt64, blockSize: Int, replicas: [ReplicaAddress], minHealthy: Int? = nil,
                 replicaTimeoutNanos: UInt64 = 5_000_000_000, rebuildBytesPerSecond: UInt64 = 64 << 20) {
@@ -164,7 +166,7 @@ public actor Volume {
                 let link = ReplicaLink(loop: loop, address: m.address, timeout: config.replicaTimeoutNanos, logger: logger)
                 let hello = Hello(volume: config.name, size: config.size, blockSize: config.blockSize, epoch: issued?.epoch ?? 0)
                 do {
-                    let reply = try await link.connect(hello)
+                    let reply = try await link.connect(hello, secret: config.secret)
                     link.onDown = { [loop] l, reason in loop.spawn { await self.linkDown(key, l, reason) } }
                     linkUp(key, link, reply)
                     lastLogged = nil

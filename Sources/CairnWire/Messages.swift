@@ -35,13 +35,16 @@ public struct Hello: Codable, Equatable, Sendable {
     public var blockSize: Int
     /// The controller's current epoch (0 before it has one): used for fencing older controllers.
     public var epoch: UInt64
+    /// After an `auth` exchange: the controller's proof of the volume's secret, hex (see `ReplicaSecret`).
+    public var proof: String?
 
-    public init(volume: String, size: UInt64, blockSize: Int, epoch: UInt64) {
+    public init(volume: String, size: UInt64, blockSize: Int, epoch: UInt64, proof: String? = nil) {
         self.protocolVersion = Int(WireHeader.version)
         self.volume = volume
         self.size = size
         self.blockSize = blockSize
         self.epoch = epoch
+        self.proof = proof
     }
 }
 

@@ -30,6 +30,10 @@ public enum WireOpcode: UInt8, Sendable, CaseIterable {
     /// Payload: a `RegionBitmap` of regions the controller knows are the same on every healthy
     /// member (no write to them in flight): the replica unmarks them in its write-intent map.
     case settle = 13
+    /// Controller -> replica, before the hello when the controller has the volume's secret:
+    /// `AuthChallenge` (JSON); reply: `AuthResponse` (JSON), or `unauthorized` from a replica
+    /// without a secret. See `ReplicaSecret`.
+    case auth = 14
 }
 
 /// Frame flags.
@@ -58,6 +62,8 @@ public enum WireStatus: UInt32, Sendable, Error {
     case wrongVolume = 5
     /// The replica is shutting down.
     case unavailable = 6
+    /// The handshake did not prove the volume's secret (or offered one to a replica that has none).
+    case unauthorized = 7
 }
 
 /// The fixed 56-byte frame header, little-endian, protected by its own CRC32C; the payload has
@@ -69,7 +75,7 @@ public enum WireStatus: UInt32, Sendable, Error {
 public struct WireHeader: Sendable, Equatable {
     public static let size = 56
     public static let magic: UInt32 = 0x5752_4E43  // "CNRW" on the wire
-    public static let version: UInt8 = 2
+    public static let version: UInt8 = 3
     /// The largest payload either side accepts: a 16 MiB data transfer, or control JSON.
     public static let maxPayload = 16 << 20
 

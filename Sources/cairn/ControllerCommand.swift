@@ -5,6 +5,7 @@ import CairnIO
 import CairnISCSI
 import CairnSCSI
 import CairnVolume
+import CairnWire
 import Glibc
 import Logging
 
@@ -61,12 +62,21 @@ struct ControllerCommand: AsyncParsableCommand {
 
     @Option(help: "CHAP user an initiator must log in with.")
     var chapUser: String?
-    @Option(help: "CHAP secret for --chap-user.")
+    @Option(help: "CHAP secret for --chap-user (visible in ps: prefer --chap-secret-file).")
     var chapSecret: String?
+    @Option(help: "File holding the CHAP secret for --chap-user (one trailing newline ignored).")
+    var chapSecretFile: String?
     @Option(help: "User the target answers with in mutual CHAP.")
     var mutualChapUser: String?
-    @Option(help: "Secret for --mutual-chap-user.")
+    @Option(help: "Secret for --mutual-chap-user (visible in ps: prefer --mutual-chap-secret-file).")
     var mutualChapSecret: String?
+    @Option(help: "File holding the secret for --mutual-chap-user.")
+    var mutualChapSecretFile: String?
+
+    @Option(help: ArgumentHelp(
+        "File holding the volume's secret: replica links are authenticated with it both ways (HMAC-SHA256 challenge-response).",
+        discussion: "Give every replica of the volume the same file (cairn replica --secret-file). Without it, anyone who reaches a replica's port can write to it."))
+    var secretFile: String?
 
     @Option(help: "Most bytes per second a SANITIZE overwrite may write (it runs in the background).")
     var sanitizeRate: ByteSize = ByteSize(argument: "64MiB")!
@@ -85,10 +95,17 @@ struct ControllerCommand: AsyncParsableCommand {
         guard size.bytes > 0, size.bytes % UInt64(blockSize) == 0 else {
             throw ValidationError("--size must be a positive multiple of the block size")
         }
-        guard (chapUser == nil) == (chapSecret == nil) else { throw ValidationError("--chap-user and --chap-secret go together") }
-        guard (mutualChapUser == nil) == (mutualChapSecret == nil) else {
-            throw ValidationError("--mutual-chap-user and --mutual-chap-secret go together")
+        guard chapSecret == nil || chapSecretFile == nil else { throw ValidationError("give --chap-secret or --chap-secret-file, not both") }
+        guard mutualChapSecret == nil || mutualChapSecretFile == nil else {
+            throw ValidationError("give --mutual-chap-secret or --mutual-chap-secret-file, not both")
         }
+        guard (chapUser == nil) == (chapSecret == nil && chapSecretFile == nil) else {
+            throw ValidationError("--chap-user and --chap-secret (or --chap-secret-file) go together")
+        }
+        guard (mutualChapUser == nil) == (mutualChapSecret == nil && mutualChapSecretFile == nil) else {
+            throw ValidationError("--mutual-chap-user and --mutual-chap-secret (or --mutual-chap-secret-file) go together")
+        }
+        guard secretFile == nil || !replica.isEmpty else { throw ValidationError("--secret-file needs --replica") }
         guard mutualChapUser == nil || chapUser != nil else { throw ValidationError("mutual CHAP needs --chap-user too") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard !portal.isEmpty else { throw ValidationError("give at least one --portal") }
@@ -113,6 +130,18 @@ struct ControllerCommand: AsyncParsableCommand {
         logger[metadataKey: "volume"] = "\(name)"
         let targetName = iqn ?? "iqn.2026-11.io.cairn:\(name)"
 
+        // Secrets first: a bad file stops the start before anything listens.
+        let chapSecretValue = try chapSecret ?? chapSecretFile.map { try SecretFile.readString($0, option: "--chap-secret-file", logger: logger) }
+        let mutualSecretValue = try mutualChapSecret
+            ?? mutualChapSecretFile.map { try SecretFile.readString($0, option: "--mutual-chap-secret-file", logger: logger) }
+        if chapSecret != nil || mutualChapSecret != nil {
+            logger.warning("a CHAP secret on the command line is visible to every user in ps: use --chap-secret-file")
+        }
+        let replicaSecret = try secretFile.map { ReplicaSecret(try SecretFile.read($0, option: "--secret-file", logger: logger)) }
+        if replicaSecret == nil && !replica.isEmpty {
+            logger.warning("no --secret-file: replica links are not authenticated (anyone who reaches a replica's port can write to it)")
+        }
+
         let loop = try EventLoop(name: "cairn-\(name)", logger: logger, idlePoll: loopOptions.idlePollPolicy)
         loop.start()
         let store: any BlockStore
@@ -130,6 +159,7 @@ struct ControllerCommand: AsyncParsableCommand {
                                       minHealthy: minHealthy, replicaTimeoutNanos: replicaTimeout.nanoseconds,
                                       rebuildBytesPerSecond: rebuildRate.bytes)
             config.settleIntervalNanos = settleInterval.nanoseconds
+            config.secret = replicaSecret
             let volume = Volume(config: config, loop: loop, logger: logger)
             try await loop.run { await volume.start() }
             replicated = volume
@@ -141,8 +171,8 @@ struct ControllerCommand: AsyncParsableCommand {
                               options: unitOptions)
         var config = ISCSITargetConfig(targetName: targetName,
                                        portals: portal.map { ISCSIPortalAddress(host: $0.host, port: $0.port) })
-        if let u = chapUser, let s = chapSecret { config.chap = CHAPCredentials(user: u, secret: s) }
-        if let u = mutualChapUser, let s = mutualChapSecret { config.mutualChap = CHAPCredentials(user: u, secret: s) }
+        if let u = chapUser, let s = chapSecretValue { config.chap = CHAPCredentials(user: u, secret: s) }
+        if let u = mutualChapUser, let s = mutualSecretValue { config.mutualChap = CHAPCredentials(user: u, secret: s) }
         let server = ISCSIServer(loop: loop, config: config, target: scsi, logger: logger)
 
         let ports = try await server.start()

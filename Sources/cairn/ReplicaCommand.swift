@@ -2,6 +2,7 @@ import ArgumentParser
 import CairnAPI
 import CairnIO
 import CairnReplica
+import CairnWire
 import Glibc
 import Logging
 
@@ -20,6 +21,11 @@ struct ReplicaCommand: AsyncParsableCommand {
     @Option(help: "Volume size, e.g. 1GiB: required on first start; later starts refuse another size.")
     var size: ByteSize?
 
+    @Option(help: ArgumentHelp(
+        "File holding the volume's secret: only a controller that proves it holds the same one is served (HMAC-SHA256 challenge-response).",
+        discussion: "Without it, anyone who reaches this port can write to the replica."))
+    var secretFile: String?
+
     @OptionGroup var loopOptions: LoopOptions
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -37,6 +43,10 @@ struct ReplicaCommand: AsyncParsableCommand {
         _ = bootstrapLogging(logLevel)
         var logger = Logger(label: "cairn.replica")
         logger[metadataKey: "dir"] = "\(dir)"
+        let secret = try secretFile.map { ReplicaSecret(try SecretFile.read($0, option: "--secret-file", logger: logger)) }
+        if secret == nil {
+            logger.warning("no --secret-file: any peer that reaches \(listen) can write to this replica")
+        }
         let loop = try EventLoop(name: "cairn-replica", logger: logger, idlePoll: loopOptions.idlePollPolicy)
         loop.start()
         let store: ReplicaStore
@@ -46,7 +56,7 @@ struct ReplicaCommand: AsyncParsableCommand {
             logger.critical("\(error)")
             throw ExitCode(2)
         }
-        let server = ReplicaServer(loop: loop, store: store, logger: logger)
+        let server = ReplicaServer(loop: loop, store: store, secret: secret, logger: logger)
         let (host, want) = (listen.host, listen.port)
         let port = try await loop.run { try await server.start(host: host, port: want) }
         let hp = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"

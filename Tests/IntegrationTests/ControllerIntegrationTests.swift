@@ -79,10 +79,14 @@ struct ControllerIntegrationTests {
         #expect(r.output.contains("err= 0"), "\(r)")
     }
 
-    @Test("CHAP: no or wrong credentials are refused, the right ones log in", .timeLimit(.minutes(1)))
-    func chap() throws {
+    @Test("CHAP: no or wrong credentials are refused, the right ones log in (secret on the command line or in a file)",
+          .timeLimit(.minutes(1)), arguments: [false, true])
+    func chap(fromFile: Bool) throws {
         let user = "itest-initiator", secret = "itest-secret-0123"
-        let cairn = try CairnController(name: "chap", arguments: ["--chap-user", user, "--chap-secret", secret])
+        let dir = try Checkout.temporaryDirectory("cairn-itest-chapfile")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let secretArgs = fromFile ? ["--chap-secret-file", try writeSecretFile(dir, "chap", secret)] : ["--chap-secret", secret]
+        let cairn = try CairnController(name: "chap", arguments: ["--chap-user", user] + secretArgs)
         defer { cairn.stop() }
         let none = try Tools.run("iscsi-inq", [cairn.url], environment: [
             "LIBISCSI_CHAP_USERNAME": nil, "LIBISCSI_CHAP_PASSWORD": nil,

@@ -138,9 +138,12 @@ start_target() {  # VARIANT DIR -> URL, URL2
               # ~5 s in, so the scratch LUN's overwrite must take longer than that.
               --sanitize-rate "$(( SIZE_MIB * 1024 * 1024 / 6 ))")
         case "$variant" in
-            chap)  args+=(--chap-user "$CHAP_USER" --chap-secret "$CHAP_SECRET") ;;
-            mchap) args+=(--chap-user "$CHAP_USER" --chap-secret "$CHAP_SECRET"
-                          --mutual-chap-user "$MCHAP_USER" --mutual-chap-secret "$MCHAP_SECRET") ;;
+            # The secrets from files (0600), as the README recommends: not in argv, where ps shows them.
+            chap)  (umask 077; printf '%s\n' "$CHAP_SECRET" >"$dir/chap.secret")
+                   args+=(--chap-user "$CHAP_USER" --chap-secret-file "$dir/chap.secret") ;;
+            mchap) (umask 077; printf '%s\n' "$CHAP_SECRET" >"$dir/chap.secret"; printf '%s\n' "$MCHAP_SECRET" >"$dir/mchap.secret")
+                   args+=(--chap-user "$CHAP_USER" --chap-secret-file "$dir/chap.secret"
+                          --mutual-chap-user "$MCHAP_USER" --mutual-chap-secret-file "$dir/mchap.secret") ;;
             removable) args+=(--removable) ;;
             lbppb) args+=(--physical-block-size 4096) ;;
             # --read-only opens an existing file and never creates or sizes it.

@@ -17,11 +17,17 @@ final class CairnReplicaProcess {
     /// Optional tmpfs size: the replica runs in its own mount namespace on a tmpfs this big.
     let tmpfsSize: String?
     private(set) var replicaID = ""
+    /// Given to every start, after the harness's own (`--secret-file F`, `--http 127.0.0.1:0`).
+    let extraArguments: [String]
+    /// http://HOST:PORT of /healthz and /metrics, when `extraArguments` has `--http`.
+    private(set) var http: String?
 
-    init(directory: URL, size: String? = "64MiB", port: UInt16? = nil, tmpfsSize: String? = nil) throws {
+    init(directory: URL, size: String? = "64MiB", port: UInt16? = nil, tmpfsSize: String? = nil,
+         arguments: [String] = []) throws {
         self.directory = directory
         self.port = port ?? 0
         self.tmpfsSize = tmpfsSize
+        self.extraArguments = arguments
         self.logFile = directory.deletingLastPathComponent().appendingPathComponent("\(directory.lastPathComponent).log")
         try start(size: size)
     }
@@ -32,6 +38,7 @@ final class CairnReplicaProcess {
         let before = logText.count
         var args = ["replica", "--dir", directory.path, "--listen", "127.0.0.1:\(port)"]
         if let size { args += ["--size", size] }
+        args += extraArguments
         let bin = try CairnController.binary().path
         let child: Subprocess
         if let t = tmpfsSize {
@@ -56,7 +63,11 @@ final class CairnReplicaProcess {
                     throw HarnessError("no port in the replica's ready line:\n\(text)")
                 }
                 port = bound
-                return
+                guard extraArguments.contains("--http") else { return }
+                if let h = text.range(of: "cairn: http "), text[h.upperBound...].contains("\n") {
+                    http = String(text[h.upperBound...].prefix { !$0.isWhitespace })
+                    return
+                }
             }
             if let status = child.poll() {
                 throw HarnessError("replica exited (status \(status)) before it was ready:\n\(text)")
@@ -98,18 +109,21 @@ final class ReplicatedVolume {
     let name: String
     let size: String
     let controllerArguments: [String]
+    let replicaArguments: [String]
     var replicas: [CairnReplicaProcess] = []
     var controller: CairnController?
 
     init(name: String, replicas n: Int = 3, size: String = "64MiB", controllerArguments: [String] = ["--replica-timeout", "2s"],
-         tmpfs: [Int: String] = [:], withController: Bool = true) throws {
+         tmpfs: [Int: String] = [:], withController: Bool = true, replicaArguments: [String] = [],
+         root: URL? = nil) throws {
         self.name = name
         self.size = size
         self.controllerArguments = controllerArguments
-        root = try Checkout.temporaryDirectory("cairn-rtest-\(name)")
+        self.replicaArguments = replicaArguments
+        self.root = try root ?? Checkout.temporaryDirectory("cairn-rtest-\(name)")
         for i in 0..<n {
-            replicas.append(try CairnReplicaProcess(directory: root.appendingPathComponent("r\(i + 1)"), size: size,
-                                                    tmpfsSize: tmpfs[i]))
+            replicas.append(try CairnReplicaProcess(directory: self.root.appendingPathComponent("r\(i + 1)"), size: size,
+                                                    tmpfsSize: tmpfs[i], arguments: replicaArguments))
         }
         if withController { try startController() }
     }
