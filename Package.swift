@@ -59,7 +59,8 @@ let package = Package(
         ),
         .target(
             name: "CairnSCSI",
-            dependencies: ["CairnBlock", "CairnIO", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CairnBlock", "CairnIO", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: dataPath
         ),
         .target(
@@ -96,7 +97,7 @@ let package = Package(
         .target(
             name: "CairnAPI",
             dependencies: [
-                "CairnVolume", "CairnReplica", "CairnWire", "CairnIO",
+                "CairnVolume", "CairnReplica", "CairnWire", "CairnIO", "CairnSCSI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOPosix", package: "swift-nio"),

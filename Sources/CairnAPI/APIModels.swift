@@ -1,3 +1,4 @@
+import CairnSCSI
 import CairnVolume
 
 // The JSON bodies of the controller's API. Built from one `VolumeSnapshot` each; optional fields
@@ -172,7 +173,60 @@ struct AddReplicaRequest: Decodable {
     var address: String
 }
 
-/// The body of every error answer.
-struct ErrorView: Encodable {
-    var error: String
+/// The body of every error answer: an RFC 9457 problem document (`application/problem+json`)
+/// whose `type` names the error for good (`https://cairn.io/problems/<slug>`).
+struct ProblemView: Encodable {
+    var type: String
+    var title: String
+    var status: Int
+    var detail: String
+}
+
+/// `GET /v1/qos`: the limits in force (null: no limit; bandwidths in bytes per second) and what
+/// the limiter did so far. `PUT /v1/qos` takes the limits alone (`QoSLimitsBody`).
+struct QoSView: Encodable {
+    var iops: UInt64?
+    var readIops: UInt64?
+    var writeIops: UInt64?
+    var bandwidth: UInt64?
+    var readBandwidth: UInt64?
+    var writeBandwidth: UInt64?
+    var burstSeconds: Double
+    /// Commands waiting for the limit now.
+    var queueDepth: Int
+    var throttledCommands: UInt64
+    var throttledSeconds: Double
+
+    init(_ s: QoSStatus) {
+        iops = s.limits.iops
+        readIops = s.limits.readIOPS
+        writeIops = s.limits.writeIOPS
+        bandwidth = s.limits.bandwidth
+        readBandwidth = s.limits.readBandwidth
+        writeBandwidth = s.limits.writeBandwidth
+        burstSeconds = s.limits.burstSeconds
+        queueDepth = s.queueDepth
+        throttledCommands = s.throttledCommands
+        throttledSeconds = Double(s.throttledNanos) / 1e9
+    }
+}
+
+/// The body of `PUT /v1/qos`: the new limits, whole (a field left out or null is no limit;
+/// `burstSeconds` defaults to 1). Unknown fields are refused.
+struct QoSLimitsBody: Decodable {
+    var iops: UInt64?
+    var readIops: UInt64?
+    var writeIops: UInt64?
+    var bandwidth: UInt64?
+    var readBandwidth: UInt64?
+    var writeBandwidth: UInt64?
+    var burstSeconds: Double?
+
+    static let fields: Set<String> = ["iops", "readIops", "writeIops", "bandwidth", "readBandwidth", "writeBandwidth",
+                                      "burstSeconds"]
+
+    var limits: QoSLimits {
+        QoSLimits(iops: iops, readIOPS: readIops, writeIOPS: writeIops, bandwidth: bandwidth, readBandwidth: readBandwidth,
+                  writeBandwidth: writeBandwidth, burstSeconds: burstSeconds ?? QoSLimits.defaultBurstSeconds)
+    }
 }

@@ -1,5 +1,6 @@
 import CairnIO
 import CairnReplica
+import CairnSCSI
 import CairnVolume
 import CairnWire
 import Foundation
@@ -143,11 +144,13 @@ public enum ControllerAPI {
     static let maxBody = 64 << 10
 
     /// Serves the API for `volume` on HOST:PORT (see `HTTPEndpoint`).
-    public static func serve(volume: Volume, host: String, port: Int, logger: Logger) async throws -> HTTPEndpoint {
-        try await HTTPEndpoint.start(router: router(volume: volume), host: host, port: port, logger: logger)
+    public static func serve(volume: Volume, target: SCSITarget, host: String, port: Int,
+                             logger: Logger) async throws -> HTTPEndpoint {
+        try await HTTPEndpoint.start(router: router(volume: volume, target: target, logger: logger), host: host, port: port,
+                                     logger: logger)
     }
 
-    static func router(volume: Volume) -> Router<BasicRequestContext> {
+    static func router(volume: Volume, target: SCSITarget, logger: Logger) -> Router<BasicRequestContext> {
         let router = Router()
         let metrics = ControllerMetrics(volumeName: volume.config.name)
         let usedBytes = Recent<UInt64?>()
@@ -162,28 +165,28 @@ public enum ControllerAPI {
             var request = request
             let body: ByteBuffer
             do { body = try await request.collectBody(upTo: maxBody) } catch {
-                return problem(.contentTooLarge, "the body is larger than \(maxBody) bytes")
+                return problem(.contentTooLarge, "body-too-large", "the body is larger than \(maxBody) bytes")
             }
             guard let add = try? JSONDecoder().decode(AddReplicaRequest.self, from: Data(body.readableBytesView)) else {
-                return problem(.badRequest, #"expected a JSON body {"address":"HOST:PORT"}"#)
+                return problem(.badRequest, "bad-body", #"expected a JSON body {"address":"HOST:PORT"}"#)
             }
             guard let address = ReplicaAddress(add.address.trimmingCharacters(in: .whitespaces)) else {
-                return problem(.badRequest, "not a HOST:PORT address: \(add.address)")
+                return problem(.badRequest, "bad-address", "not a HOST:PORT address: \(add.address)")
             }
             do throws(VolumeError) {
                 try await volume.addReplica(address)
             } catch {
-                return problem(status(of: error), error.description)
+                return volumeProblem(error)
             }
             return json(await volume.snapshot().replicas.map(ReplicaView.init), status: .created)
         }
         router.delete("/v1/replicas/:id") { _, context -> Response in
-            guard let raw = context.parameters.get("id") else { return problem(.badRequest, "no replica id") }
+            guard let raw = context.parameters.get("id") else { return problem(.badRequest, "bad-request", "no replica id") }
             let id = raw.removingPercentEncoding ?? raw
             do throws(VolumeError) {
                 try await volume.removeReplica(id)
             } catch {
-                return problem(status(of: error), error.description)
+                return volumeProblem(error)
             }
             return Response(status: .noContent)
         }
@@ -192,9 +195,36 @@ public enum ControllerAPI {
             let used = await usedBytes.get { await volume.usedBytes() }
             return json(VolumeStatsView(s, usedBytes: used))
         }
+        router.get("/v1/qos") { _, _ -> Response in
+            json(QoSView(await target.qosStatus()))
+        }
+        router.put("/v1/qos") { request, _ -> Response in
+            var request = request
+            let body: ByteBuffer
+            do { body = try await request.collectBody(upTo: maxBody) } catch {
+                return problem(.contentTooLarge, "body-too-large", "the body is larger than \(maxBody) bytes")
+            }
+            let data = Data(body.readableBytesView)
+            guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                return problem(.badRequest, "bad-body", "expected a JSON object of QoS limits")
+            }
+            let unknown = Set(object.keys).subtracting(QoSLimitsBody.fields)
+            guard unknown.isEmpty else {
+                return problem(.badRequest, "unknown-field", "unknown field(s): \(unknown.sorted().joined(separator: ", "))")
+            }
+            let limits: QoSLimits
+            do { limits = try JSONDecoder().decode(QoSLimitsBody.self, from: data).limits } catch {
+                return problem(.badRequest, "bad-body", "limits are whole numbers (bandwidths in bytes per second), burstSeconds a number: \(error)")
+            }
+            if let why = limits.validate() { return problem(.unprocessableContent, "bad-qos", why) }
+            await target.setQoS(limits)
+            logger.notice("QoS limits changed: \(limits.summary)")
+            return json(QoSView(await target.qosStatus()))
+        }
         router.get("/metrics") { _, _ -> Response in
             let s = await volume.snapshot()
-            return text(metrics.render(s, loop: await volume.loopIdleStats()), contentType: "text/plain; version=0.0.4; charset=utf-8")
+            return text(metrics.render(s, qos: await target.qosStatus(), loop: await volume.loopIdleStats()),
+                        contentType: "text/plain; version=0.0.4; charset=utf-8")
         }
         router.get("/healthz") { _, _ -> Response in
             let state = await volume.state
@@ -203,10 +233,10 @@ public enum ControllerAPI {
         return router
     }
 
-    static func status(of error: VolumeError) -> HTTPResponse.Status {
+    static func volumeProblem(_ error: VolumeError) -> Response {
         switch error {
-        case .notFound: return .notFound
-        case .conflict: return .conflict
+        case .notFound: return problem(.notFound, "not-found", error.description)
+        case .conflict: return problem(.conflict, "conflict", error.description)
         }
     }
 }
@@ -229,8 +259,12 @@ func text(_ s: String, status: HTTPResponse.Status = .ok, contentType: String = 
     Response(status: status, headers: [.contentType: contentType], body: .init(byteBuffer: ByteBuffer(string: s)))
 }
 
-func problem(_ status: HTTPResponse.Status, _ message: String) -> Response {
-    json(ErrorView(error: message), status: status)
+/// An RFC 9457 problem document: `type` is the error's stable slug under https://cairn.io/problems/.
+func problem(_ status: HTTPResponse.Status, _ type: String, _ detail: String) -> Response {
+    let p = ProblemView(type: "https://cairn.io/problems/\(type)", title: status.reasonPhrase, status: status.code, detail: detail)
+    var r = json(p, status: status)
+    r.headers[.contentType] = "application/problem+json"
+    return r
 }
 
 /// What the replica's endpoints show, taken in one hop into the store's actor.

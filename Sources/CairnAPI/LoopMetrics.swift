@@ -38,3 +38,10 @@ func advance(_ counter: Counter, _ last: inout UInt64, _ now: UInt64) {
     counter.increment(by: Int64(clamping: now - last))
     last = now
 }
+
+/// The same for a counter of seconds fed from nanoseconds.
+func advanceSeconds(_ counter: Counter, _ lastNanos: inout UInt64, _ nowNanos: UInt64) {
+    guard nowNanos > lastNanos else { return }
+    counter.increment(by: Double(nowNanos - lastNanos) / 1e9)
+    lastNanos = nowNanos
+}

@@ -1,5 +1,6 @@
 import CairnIO
 import CairnReplica
+import CairnSCSI
 import CairnVolume
 // Implementation-only, like Hummingbird (see HTTPServer.swift).
 @_implementationOnly import Prometheus
@@ -26,6 +27,7 @@ final class ControllerMetrics: Sendable {
         var readBlocks: UInt64 = 0, writeBlocks: UInt64 = 0
         var ejections: UInt64 = 0, rebuildBytes: UInt64 = 0, membershipChanges: UInt64 = 0
         var resyncBytes: UInt64 = 0, settledRegions: UInt64 = 0
+        var throttledNanos: UInt64 = 0, throttledCommands: UInt64 = 0
         /// cairn_rebuild_progress_ratio, one per replica label.
         var progress: [String: Gauge] = [:]
     }
@@ -41,6 +43,7 @@ final class ControllerMetrics: Sendable {
     private let ejections: Counter, rebuildBytes: Counter, membershipChanges: Counter
     private let resyncBytes: Counter, settledRegions: Counter
     private let epoch: Gauge, pauseLast: Gauge, pauseMax: Gauge
+    private let qosLimits: [Gauge], qosQueue: Gauge, qosThrottled: Counter, qosThrottledCommands: Counter
     private let loop: LoopMetrics
 
     init(volumeName: String) {
@@ -73,6 +76,13 @@ final class ControllerMetrics: Sendable {
                                 help: "Time new writes were held while a rebuilt replica turned RW: the last switch and the longest")
         pauseMax = r.gauge(name: "cairn_rebuild_switch_pause_seconds", labels: [("pause", "max")],
                                help: "Time new writes were held while a rebuilt replica turned RW: the last switch and the longest")
+        qosLimits = QoSKind.allCases.map {
+            r.gauge(name: "cairn_qos_limit", labels: [("kind", $0.rawValue)],
+                    help: "QoS limit in force: IOPS (iops, read_iops, write_iops) or bytes per second (*bandwidth); 0 is no limit")
+        }
+        qosQueue = r.gauge(name: "cairn_qos_queue_depth", help: "Commands waiting for the QoS limit now")
+        qosThrottled = r.counter(name: "cairn_qos_throttled_seconds_total", help: "Time commands waited for the QoS limit, summed")
+        qosThrottledCommands = r.counter(name: "cairn_qos_throttled_commands_total", help: "Commands that waited for the QoS limit")
         loop = LoopMetrics(registry: r)
     }
 
@@ -86,9 +96,11 @@ final class ControllerMetrics: Sendable {
     }
 
     /// The whole exposition for `s` and the controller's event loop.
-    func render(_ s: VolumeSnapshot, loop idle: LoopIdleStats) -> String {
+    func render(_ s: VolumeSnapshot, qos: QoSStatus, loop idle: LoopIdleStats) -> String {
         let c = s.counters
         last.withLock { l in
+            advanceSeconds(qosThrottled, &l.throttledNanos, qos.throttledNanos)
+            advance(qosThrottledCommands, &l.throttledCommands, qos.throttledCommands)
             advance(reads, &l.reads, c.reads)
             advance(writes, &l.writes, c.writes)
             advance(readTime, &l.readNanos, c.readNanos)
@@ -127,6 +139,8 @@ final class ControllerMetrics: Sendable {
         epoch.set(to: Double(s.epoch))
         pauseLast.set(to: Double(c.lastSwitchPauseNanos) / 1e9)
         pauseMax.set(to: Double(c.longestSwitchPauseNanos) / 1e9)
+        for (g, limit) in zip(qosLimits, qos.limits.byKind) { g.set(to: Double(limit ?? 0)) }
+        qosQueue.set(to: Double(qos.queueDepth))
         loop.update(idle)
 
         var out = registry.emitToString()

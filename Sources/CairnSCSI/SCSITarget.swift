@@ -135,6 +135,8 @@ public actor SCSITarget {
     let units: [LogicalUnit]
     /// EXTENDED COPY results, for RECEIVE COPY RESULTS.
     var copyResults: [CopyResult] = []
+    /// The volume's QoS limits, over every unit and session.
+    let qos: QoSLimiter
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
         loop.serialExecutor.asUnownedSerialExecutor()
@@ -147,8 +149,10 @@ public actor SCSITarget {
     /// `options` applies to every unit (removable medium, write protection, physical block size);
     /// it must pass `LogicalUnitOptions.validate` for each store's block size.
     public init(loop: EventLoop, identity: LogicalUnitIdentity, luns: [UInt64: any BlockStore], logger: Logger,
-                sanitizeBytesPerSecond: UInt64 = 64 << 20, options: LogicalUnitOptions = LogicalUnitOptions()) {
+                sanitizeBytesPerSecond: UInt64 = 64 << 20, options: LogicalUnitOptions = LogicalUnitOptions(),
+                qos: QoSLimits = QoSLimits()) {
         self.loop = loop
+        self.qos = QoSLimiter(limits: qos)
         self.sanitizeBytesPerSecond = max(1 << 20, sanitizeBytesPerSecond)
         self.identity = identity
         self.luns = luns
@@ -174,6 +178,10 @@ public actor SCSITarget {
 
     private func run(_ command: SCSICommand) async -> SCSIResponse {
         guard let lu = unit(command.lun) else { return noSuchUnit(command) }
+        // Throttled before the checks below: they see the unit as it is when the command runs.
+        if qos.active, let (direction, bytes) = QoSCost.of(command, blockSize: lu.blockSize) {
+            await qos.throttle(direction, bytes: bytes) { setQoSTimer($0) }
+        }
         var response: SCSIResponse
         do {
             try admit(lu, command)
@@ -449,6 +457,26 @@ public actor SCSITarget {
             lu.preventers.remove(nexus)
             lu.unitAttentions.forget(nexus)
         }
+    }
+
+    // MARK: - QoS
+
+    /// New QoS limits, for the commands waiting now and every later one.
+    public func setQoS(_ limits: QoSLimits) {
+        if let delay = qos.set(limits) { setQoSTimer(delay) }
+    }
+
+    public func qosStatus() -> QoSStatus { qos.status }
+
+    private func setQoSTimer(_ delay: UInt64) {
+        loop.spawn {
+            await self.loop.sleep(nanoseconds: delay)
+            await self.qosTimerFired()
+        }
+    }
+
+    private func qosTimerFired() {
+        if let delay = qos.timerFired() { setQoSTimer(delay) }
     }
 
     /// Flushes and closes every store (process shutdown).

@@ -78,6 +78,8 @@ struct ControllerCommand: AsyncParsableCommand {
         discussion: "Give every replica of the volume the same file (cairn replica --secret-file). Without it, anyone who reaches a replica's port can write to it."))
     var secretFile: String?
 
+    @OptionGroup(title: "QoS (the API's PUT /v1/qos changes them live)") var qos: QoSOptions
+
     @Option(help: "Most bytes per second a SANITIZE overwrite may write (it runs in the background).")
     var sanitizeRate: ByteSize = ByteSize(argument: "64MiB")!
 
@@ -117,6 +119,7 @@ struct ControllerCommand: AsyncParsableCommand {
         guard rebuildRate.bytes > 0 else { throw ValidationError("--rebuild-rate must be positive") }
         guard settleInterval.nanoseconds >= 10_000_000 else { throw ValidationError("--settle-interval is too short") }
         if let why = unitOptions.validate(logicalBlockSize: blockSize) { throw ValidationError("--physical-block-size: \(why)") }
+        if let why = qos.limits.validate() { throw ValidationError("QoS: \(why)") }
     }
 
     var unitOptions: LogicalUnitOptions {
@@ -168,7 +171,7 @@ struct ControllerCommand: AsyncParsableCommand {
         }
         let scsi = SCSITarget(loop: loop, identity: LogicalUnitIdentity(volumeName: name, targetName: targetName),
                               luns: [0: store], logger: logger, sanitizeBytesPerSecond: sanitizeRate.bytes,
-                              options: unitOptions)
+                              options: unitOptions, qos: qos.limits)
         var config = ISCSITargetConfig(targetName: targetName,
                                        portals: portal.map { ISCSIPortalAddress(host: $0.host, port: $0.port) })
         if let u = chapUser, let s = chapSecretValue { config.chap = CHAPCredentials(user: u, secret: s) }
@@ -183,11 +186,12 @@ struct ControllerCommand: AsyncParsableCommand {
         fflush(nil)  // flush every stream: the ready line must reach a pipe now
         logger.info("serving", metadata: ["backing": "\(backing)", "size": "\(size.bytes)",
                                           "removable": "\(removable)", "read-only": "\(readOnly)",
-                                          "physical-block-size": "\(physicalBlockSize?.bytes ?? UInt64(blockSize))"])
+                                          "physical-block-size": "\(physicalBlockSize?.bytes ?? UInt64(blockSize))",
+                                          "qos": "\(qos.limits.summary)"])
         // The HTTP API on its own thread, once the data path is up; stopped before it.
         var http: HTTPEndpoint?
         if let api, let replicated {
-            let e = try await ControllerAPI.serve(volume: replicated, host: api.host, port: Int(api.port), logger: logger)
+            let e = try await ControllerAPI.serve(volume: replicated, target: scsi, host: api.host, port: Int(api.port), logger: logger)
             http = e
             print("cairn: api \(e.url)")
             fflush(nil)

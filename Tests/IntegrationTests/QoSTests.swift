@@ -1,0 +1,139 @@
+// Per-volume QoS, measured from outside: fio (libiscsi engine) logs what it got per 1 s window
+// against real controllers with limits, one of them changed live through PUT /v1/qos.
+
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A fio job running in the background against one iSCSI URL, logging per-second IOPS or bandwidth.
+final class FioRun {
+    let dir: URL
+    let process: Subprocess
+    let output: URL
+    let logPrefix: URL
+    let started = Date()
+
+    /// `rw`: randwrite, randread...; `log`: "iops" or "bw" (KiB/s) per 1 s window.
+    init(url: String, rw: String, bs: String, iodepth: Int = 32, seconds: Int, log: String) throws {
+        let fio = try #require(Tools.fioWithLibiscsi)
+        dir = try Checkout.temporaryDirectory("cairn-fio")
+        output = dir.appendingPathComponent("fio.out")
+        logPrefix = dir.appendingPathComponent("job")
+        let filename = url.replacingOccurrences(of: ":", with: "\\:")
+        process = try Subprocess(path: fio, arguments: [
+            "--name=qos", "--ioengine=libiscsi", "--filename=\(filename)", "--rw=\(rw)", "--bs=\(bs)",
+            "--iodepth=\(iodepth)", "--size=64m", "--runtime=\(seconds)", "--time_based", "--numjobs=1",
+            "--write_\(log)_log=\(logPrefix.path)", "--log_avg_msec=1000",
+        ], environment: ProcessInfo.processInfo.environment, outputFile: output.path)
+        self.log = log
+    }
+
+    let log: String
+
+    /// Waits for fio to end (bounded) and returns its per-second values, oldest first.
+    func finish(timeout: TimeInterval = 60) throws -> [Double] {
+        let status = process.wait(timeout: timeout) ?? process.terminate(grace: 5)
+        let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+        guard status == 0, text.contains("err= 0") else { throw HarnessError("fio failed (\(status)):\n\(text)") }
+        let logFile = dir.appendingPathComponent("job_\(log).1.log")
+        let lines = try String(contentsOf: logFile, encoding: .utf8).split(separator: "\n")
+        return lines.compactMap { Double($0.split(separator: ",").dropFirst().first?.trimmingCharacters(in: .whitespaces) ?? "") }
+    }
+
+    /// fio's summary line's IOPS (e.g. "IOPS=23.4k").
+    var summaryIOPS: Double? {
+        let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+        guard let r = text.range(of: "IOPS=") else { return nil }
+        let v = text[r.upperBound...].prefix { $0 != "," && !$0.isWhitespace }
+        if v.hasSuffix("k") { return Double(v.dropLast()).map { $0 * 1000 } }
+        return Double(v)
+    }
+
+    deinit {
+        process.terminate(grace: 2)
+        try? FileManager.default.removeItem(at: dir)
+    }
+}
+
+@Suite("QoS", .serialized, .enabled(if: Tools.fioWithLibiscsi != nil, "fio with the libiscsi engine is not built: run `make fio`"))
+struct QoSTests {
+    @Test("write IOPS: the burst, then at most 5% over the limit per second; PUT /v1/qos to 500 holds within a second; an unlimited volume beside it is not slowed",
+          .timeLimit(.minutes(3)))
+    func writeIOPSLimitAndLiveChange() throws {
+        let limited = try APICluster(name: "qosw", count: 1, controllerArguments: ["--qos-write-iops", "2000"])
+        defer { limited.stop() }
+        let free = try CairnController(name: "qosfree", size: "64MiB")
+        defer { free.stop() }
+
+        let job = try FioRun(url: limited.iscsiURL, rw: "randwrite", bs: "4k", seconds: 9, log: "iops")
+        let other = try FioRun(url: free.url, rw: "randwrite", bs: "4k", seconds: 4, log: "iops")
+        // Five seconds in (fio's clock starts at least as late as ours): the limit goes down.
+        usleep(UInt32(max(0, 5.0 - Date().timeIntervalSince(job.started)) * 1e6))
+        let put = try limited.request("PUT", "/v1/qos", body: #"{"writeIops": 500}"#)
+        #expect(put.status == 200, "\(put)")
+        let got = try job.finish()
+        _ = try other.finish()
+        try #require(got.count >= 8, "fio logged \(got)")
+
+        // Second 1: the burst (a second's worth saved by the idle volume) on top of the limit.
+        #expect(got[0] >= 2800, "the burst should be honoured: \(got)")
+        // Seconds 2-4: at the limit, at most 5% over it, and not far under it.
+        for (i, v) in got[1...3].enumerated() {
+            #expect(v <= 2000 * 1.05 && v >= 2000 * 0.9, "second \(i + 2) ran at \(v) IOPS against 2000: \(got)")
+        }
+        // From a second after the change: 500, at most 5% over.
+        for (i, v) in got[6...].enumerated() where i + 7 <= 9 {
+            #expect(v <= 500 * 1.05 && v >= 500 * 0.8, "second \(i + 7) ran at \(v) IOPS against 500: \(got)")
+        }
+        // The other volume's commands never waited in this one's queue.
+        let otherIOPS = try #require(other.summaryIOPS)
+        #expect(otherIOPS > 4 * 2000, "an unlimited volume beside it ran at \(otherIOPS) IOPS")
+
+        let qos = try #require(try limited.get("/v1/qos").json as? [String: Any])
+        #expect(qos["writeIops"] as? Int == 500, "\(qos)")
+        #expect((qos["throttledCommands"] as? Int ?? 0) > 0, "\(qos)")
+        let metrics = try limited.get("/metrics").text
+        #expect(metrics.contains(#"cairn_qos_limit{kind="write_iops"} 500"#), "\(metrics)")
+        #expect(metrics.contains("cairn_qos_throttled_seconds_total"), "\(metrics)")
+        #expect(metrics.contains("cairn_qos_queue_depth 0"), "\(metrics)")
+    }
+
+    @Test("read bandwidth: the burst, then at most 5% over the limit per second", .timeLimit(.minutes(2)))
+    func readBandwidthLimit() throws {
+        let limit = 8.0 * 1024  // KiB/s, as fio logs bandwidth
+        let c = try CairnController(name: "qosr", size: "64MiB", arguments: ["--qos-read-bandwidth", "8MiB"])
+        defer { c.stop() }
+        let job = try FioRun(url: c.url, rw: "randread", bs: "64k", seconds: 5, log: "bw")
+        let got = try job.finish()
+        try #require(got.count >= 4, "fio logged \(got)")
+        #expect(got[0] >= 1.4 * limit, "the burst should be honoured: \(got)")
+        for (i, v) in got.dropFirst().dropLast().enumerated() {
+            #expect(v <= limit * 1.05 && v >= limit * 0.9, "second \(i + 2) read \(v) KiB/s against \(limit): \(got)")
+        }
+    }
+
+    @Test("PUT /v1/qos: bad bodies get a 4xx problem document and change nothing", .timeLimit(.minutes(1)))
+    func badQoSBodies() throws {
+        let v = try APICluster(name: "qosbad", count: 1, controllerArguments: ["--qos-iops", "1000"])
+        defer { v.stop() }
+        for (body, status, type) in [
+            ("not json", 400, "bad-body"),
+            (#"{"iops": -5}"#, 400, "bad-body"),
+            (#"{"iops": 0}"#, 422, "bad-qos"),
+            (#"{"iops": 10, "colour": "red"}"#, 400, "unknown-field"),
+            (#"{"burstSeconds": -1}"#, 422, "bad-qos"),
+            (String(repeating: " ", count: 70_000) + "{}", 413, "body-too-large"),
+        ] {
+            let r = try v.request("PUT", "/v1/qos", body: body)
+            #expect(r.status == status, "\(body.prefix(40)): \(r)")
+            #expect(r.headers["content-type"] == "application/problem+json", "\(r.headers)")
+            let p = r.json as? [String: Any]
+            #expect(p?["type"] as? String == "https://cairn.io/problems/\(type)" && p?["status"] as? Int == status, "\(r)")
+        }
+        let qos = try #require(try v.get("/v1/qos").json as? [String: Any])
+        #expect(qos["iops"] as? Int == 1000, "the limits must be unchanged: \(qos)")
+    }
+}
