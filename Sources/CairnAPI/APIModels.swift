@@ -168,6 +168,11 @@ struct VolumeStatsView: Encodable {
     }
 }
 
+/// `{"size": BYTES}`, the body of `PUT /v1/volume/size`.
+struct ResizeRequest: Decodable {
+    var size: UInt64
+}
+
 /// `{"address": "HOST:PORT"}`, the body of `POST /v1/replicas`.
 struct AddReplicaRequest: Decodable {
     var address: String

@@ -133,6 +133,8 @@ public enum HTTPEndpointError: Error, CustomStringConvertible {
 /// | route | answer |
 /// |---|---|
 /// | `GET /v1/volume` | `VolumeView` |
+/// | `PUT /v1/volume/size` `{"size":BYTES}` | 200 + `VolumeView` once grown; 409 smaller or not writable; 422 not a block multiple |
+/// | `GET /v1/qos`, `PUT /v1/qos` | `QoSView`; PUT takes `QoSLimitsBody` (400 bad body or unknown field, 422 bad value) |
 /// | `GET /v1/replicas` | `[ReplicaView]` |
 /// | `POST /v1/replicas` `{"address":"HOST:PORT"}` | 201 + the replica list; 409 if present; 400 bad body |
 /// | `DELETE /v1/replicas/{id or address}` | 204; 404 unknown; 409 if quorum would break |
@@ -157,6 +159,26 @@ public enum ControllerAPI {
 
         router.get("/v1/volume") { _, _ -> Response in
             json(VolumeView(await volume.snapshot()))
+        }
+        router.put("/v1/volume/size") { request, _ -> Response in
+            var request = request
+            let body: ByteBuffer
+            do { body = try await request.collectBody(upTo: maxBody) } catch {
+                return problem(.contentTooLarge, "body-too-large", "the body is larger than \(maxBody) bytes")
+            }
+            let data = Data(body.readableBytesView)
+            guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  Set(object.keys) == ["size"], let resize = try? JSONDecoder().decode(ResizeRequest.self, from: data) else {
+                return problem(.badRequest, "bad-body", #"expected a JSON body {"size": BYTES}"#)
+            }
+            let started = monotonicNanos()
+            do throws(VolumeError) {
+                try await volume.grow(to: resize.size)
+            } catch {
+                return volumeProblem(error)
+            }
+            logger.notice("volume size set to \(resize.size) bytes through the API (\((monotonicNanos() &- started) / 1_000_000) ms)")
+            return json(VolumeView(await volume.snapshot()))
         }
         router.get("/v1/replicas") { _, _ -> Response in
             json(await volume.snapshot().replicas.map(ReplicaView.init))
@@ -237,6 +259,7 @@ public enum ControllerAPI {
         switch error {
         case .notFound: return problem(.notFound, "not-found", error.description)
         case .conflict: return problem(.conflict, "conflict", error.description)
+        case .invalid: return problem(.unprocessableContent, "invalid", error.description)
         }
     }
 }

@@ -9,9 +9,10 @@ import Logging
 /// A file in memory (tmpfs, ramfs) is read and written by the loop itself, not through io_uring
 /// (`EventLoop.isMemoryBacked`: io_uring would hand each of its I/Os to a kernel thread).
 public final class FileBlockStore: BlockStore, @unchecked Sendable {
-    // Immutable after init; the fd is used only through the owning loop.
+    // Immutable after init but for `blockCount`, which only `grow` changes, on the loop; the fd
+    // is used only through the owning loop.
     public let blockSize: Int
-    public let blockCount: UInt64
+    public private(set) var blockCount: UInt64
     public let supportsUnmap = true
     public let path: String
     public let direct: Bool
@@ -124,6 +125,20 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
         let hole = lseek(fd, off_t(off), CCAIRN_SEEK_HOLE)
         let dataEnd = hole < 0 ? end : min(UInt64(hole), end)
         return (true, max(1, (dataEnd - off + bs - 1) / bs))
+    }
+
+    /// Makes the file `size` bytes (larger, a multiple of the block size) and the new size durable.
+    /// The new blocks read as zeros (a hole).
+    public func grow(to size: UInt64) throws(BlockStoreError) {
+        loop.assertInLoop()
+        precondition(size % UInt64(blockSize) == 0)
+        guard size > blockCount * UInt64(blockSize) else { return }
+        guard !readOnly else { throw .readOnly }
+        guard ftruncate(fd, off_t(size)) == 0, fsync(fd) == 0 else {
+            let e = errno
+            throw e == ENOSPC || e == EDQUOT ? .noSpace : .medium(read: false, "grow \(path): \(String(cString: strerror(e)))")
+        }
+        blockCount = size / UInt64(blockSize)
     }
 
     /// Bytes the file occupies on disk (its allocated blocks), from one fstat.

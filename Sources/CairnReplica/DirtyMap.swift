@@ -14,7 +14,7 @@ final class DirtyMap {
     let member: String
     let base: EpochRecord
     let granularity: UInt64
-    let regions: Int
+    private(set) var regions: Int
     let path: String
     private(set) var words: [UInt64]
     private(set) var dirtyRegions: UInt64 = 0
@@ -169,6 +169,23 @@ final class DirtyMap {
     /// Makes the map file durable (with a flush of the data).
     nonisolated(nonsending) func sync(loop: EventLoop) async throws(ReplicaError) {
         do { try await loop.fdatasync(fd: fd) } catch { throw .io("fdatasync \(path): \(error)") }
+    }
+
+    /// Covers a volume grown to `volumeSize`: the file is extended (its new pages read as
+    /// clean) and made durable; the new regions start clean.
+    func grow(volumeSize: UInt64) throws(ReplicaError) {
+        let n = Int((volumeSize + granularity - 1) / granularity)
+        guard n > regions else { return }
+        let wordCount = (n + 63) / 64
+        let bytes = DirtyMap.fileBytes(wordCount)
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw .io("fstat \(path): \(errnoText())") }
+        if Int(st.st_size) < bytes {
+            guard ftruncate(fd, off_t(bytes)) == 0 else { throw errno == ENOSPC ? .noSpace : .io("grow \(path): \(errnoText())") }
+            guard fsync(fd) == 0 else { throw .io("fsync \(path): \(errnoText())") }
+        }
+        words += [UInt64](repeating: 0, count: wordCount - words.count)
+        regions = n
     }
 
     /// The dirty regions as merged byte extents, clipped to the volume.

@@ -301,7 +301,7 @@ actor ReplicaSession {
                 return
             }
             let bits: RegionBitmap
-            do { bits = try RegionBitmap(decoding: payload, volumeSize: store.size) } catch {
+            do { bits = try RegionBitmap(decoding: payload, maxVolumeSize: await store.size) } catch {
                 logger.warning("settle: \(error)")
                 writer.enqueue(OutFrame(h.reply(.badRequest)))
                 return
@@ -311,6 +311,12 @@ actor ReplicaSession {
                 return
             }
             begin(.settle(h))
+        case .resize:
+            // Inline: no frame after it (a write past the old end) is admitted before it is done.
+            try await reader.skip(Int(h.payloadLength))
+            do { try await store.resize(to: h.extent, epoch: h.epoch); writer.enqueue(OutFrame(h.reply(.ok))) } catch {
+                writer.enqueue(OutFrame(h.reply(error)))
+            }
         case .hello, .auth:
             try await reader.skip(Int(h.payloadLength))
             writer.enqueue(OutFrame(h.reply(.badRequest)))

@@ -14,7 +14,8 @@ public actor ReplicaStore {
     public nonisolated let loop: EventLoop
     public nonisolated let directory: String
     public nonisolated let replicaID: String
-    public nonisolated let size: UInt64
+    /// The volume's size here: set on creation, grown by the controller (`resize`), never shrunk.
+    public private(set) var size: UInt64
     public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.serialExecutor.asUnownedSerialExecutor() }
     /// Bytes per dirty-map bit: a returning replica copies whole regions of this size.
     public static let dirtyGranularity = RegionBitmap.dirtyGranularity
@@ -39,7 +40,8 @@ public actor ReplicaStore {
     public private(set) var refusedHandshakes: [HandshakeRefusal: UInt64] = [:]
 
     /// Opens DIR. With `size` on first start it creates the data file and metadata; later starts
-    /// reopen them and refuse another size. Without `size`, DIR must already hold a replica.
+    /// reopen them and refuse a larger size (a smaller one is what the volume had before the
+    /// controller grew it). Without `size`, DIR must already hold a replica.
     public init(directory: String, size: UInt64?, loop: EventLoop, logger: Logger) throws(ReplicaError) {
         self.loop = loop
         self.directory = directory
@@ -48,10 +50,22 @@ public actor ReplicaStore {
         let metaPath = directory + "/replica.json"
         var meta: ReplicaMetadata
         if let m = try ReplicaMetadata.load(metaPath) {
-            if let s = size, s != m.size {
-                throw .config("\(directory) holds a replica of \(m.size) bytes, not the \(s) asked for")
+            if let s = size, s > m.size {
+                throw .config("\(directory) holds a replica of \(m.size) bytes, not the \(s) asked for (a volume grows through its controller)")
+            }
+            if let s = size, s < m.size {
+                logger.notice("\(directory) holds \(m.size) bytes: the volume was grown from the \(s) asked for")
             }
             meta = m
+            // A grow that stopped before the metadata named the new size: the data file was
+            // extended first, and nothing past the old end was written (writes there come only
+            // once every replica has the new size), so it goes back to the recorded size.
+            var st = stat()
+            let dataPath = directory + "/volume.img"
+            if stat(dataPath, &st) == 0, UInt64(st.st_size) > m.size {
+                logger.notice("volume.img is \(st.st_size) bytes, the metadata says \(m.size): an unfinished grow, undone")
+                guard truncate(dataPath, off_t(m.size)) == 0 else { throw .io("truncate \(dataPath): \(errnoText())") }
+            }
         } else {
             guard let s = size else { throw .config("\(directory) holds no replica yet: give --size to create one") }
             guard s > 0, s % ReplicaStore.alignment == 0 else { throw .config("size must be a positive multiple of 512") }
@@ -96,10 +110,12 @@ public actor ReplicaStore {
 
     // MARK: - Requests
 
-    /// The handshake: a replica serves one volume for life, of one size.
+    /// The handshake: a replica serves one volume for life. A controller of a larger size will
+    /// grow it (`resize`) before it writes there; one of a smaller size is refused: this replica
+    /// may hold data past its end.
     public func hello(_ h: Hello) throws(WireStatus) -> HelloReply {
-        guard h.size == meta.size else {
-            logger.warning("controller for \(h.volume) wants \(h.size) bytes; this replica holds \(meta.size)")
+        guard h.size >= meta.size else {
+            logger.warning("controller for \(h.volume) wants \(h.size) bytes; this replica holds \(meta.size) (a volume never shrinks)")
             throw .wrongVolume
         }
         if let v = meta.volume, v != h.volume {
@@ -219,8 +235,11 @@ public actor ReplicaStore {
     /// Persists a new membership: map files first (durable), then the metadata that names them.
     public func setMembership(_ u: MembershipUpdate) async throws(WireStatus) {
         if let r = meta.record, u.record.epoch < r.epoch { throw .staleEpoch }
+        // A grow at this epoch: the files first, the size with the record below (one write).
+        let growing = try u.size.map { s throws(WireStatus) in try growFiles(to: s) } ?? false
         var next = meta
         next.record = u.record
+        if growing, let s = u.size { next.size = s }
         var removed: [DirtyMap] = []
         let dropping = u.dropAllMaps ? Set(maps.keys) : Set(u.stopTracking)
         for member in dropping {
@@ -237,7 +256,7 @@ public actor ReplicaStore {
             let file = "dirty-\(t.member)-\(t.base.epoch).map"
             do {
                 maps[t.member] = try DirtyMap(creating: directory + "/" + file, member: t.member, base: t.base,
-                                              granularity: Self.dirtyGranularity, volumeSize: meta.size,
+                                              granularity: Self.dirtyGranularity, volumeSize: next.size,
                                               initial: t.initialExtents)
             } catch {
                 logger.error("creating dirty map for \(t.member): \(error)")
@@ -252,9 +271,54 @@ public actor ReplicaStore {
             logger.error("saving metadata: \(error)")
             throw error == .noSpace ? .noSpace : .ioError
         }
-        meta = next
+        if growing { grown(next) } else { meta = next }
         for m in removed where !maps.values.contains(where: { $0.path == m.path }) { unlink(m.path) }
         logger.notice("membership: \(u.record)\(maps.isEmpty ? "" : "; tracking \(maps.keys.sorted().joined(separator: ","))")")
+    }
+
+    /// Grows the volume here to `newSize` (a multiple of 512, never smaller) for a controller
+    /// that is about to write past the old end; a member grows at a new epoch instead (a
+    /// `MembershipUpdate` with a size). Served inline: no later frame of the connection is
+    /// admitted before it is done.
+    public func resize(to newSize: UInt64, epoch: UInt64) throws(WireStatus) {
+        try checkEpoch(epoch)
+        guard try growFiles(to: newSize) else { return }
+        var next = meta
+        next.size = newSize
+        do { try next.save(metaPath, directory: directory) } catch {
+            errors += 1
+            logger.error("saving metadata: \(error)")
+            throw error == .noSpace ? .noSpace : .ioError
+        }
+        grown(next)
+    }
+
+    /// The first half of a grow: the data file, then the map files, each durable; the metadata
+    /// that names the new size is written after, so a crash midway leaves the old size (see
+    /// `init`). Returns false when the volume is that size already.
+    private func growFiles(to newSize: UInt64) throws(WireStatus) -> Bool {
+        guard newSize >= meta.size, newSize % Self.alignment == 0 else {
+            logger.warning("resize to \(newSize) bytes refused: this replica holds \(meta.size) (a volume grows, in multiples of 512)")
+            throw .badRequest
+        }
+        guard newSize > meta.size else { return false }
+        do { try data.grow(to: newSize) } catch { throw failed(error, "grow to \(newSize)") }
+        do {
+            try intent.grow(volumeSize: newSize)
+            for m in maps.values { try m.grow(volumeSize: newSize) }
+        } catch {
+            errors += 1
+            logger.error("grow to \(newSize): \(error)")
+            throw error == .noSpace ? .noSpace : .ioError
+        }
+        return true
+    }
+
+    /// The second half: `next`, with the new size, is persisted.
+    private func grown(_ next: ReplicaMetadata) {
+        logger.notice("grown from \(meta.size) to \(next.size) bytes")
+        meta = next
+        size = next.size
     }
 
     /// Forgets the record and the data before a full copy. The record goes first: a crash midway
@@ -283,8 +347,9 @@ public actor ReplicaStore {
     /// Unmarks settled regions; called as the request arrives (in order with the writes around
     /// it: a write sent after the settle marks its region again). `persistIntent` writes it out.
     public func settle(_ bits: RegionBitmap) throws(WireStatus) {
-        guard bits.regions == intent.regions, bits.granularity == intent.granularity else { throw .badRequest }
-        intent.clear(bits)
+        guard bits.regions <= intent.regions, bits.granularity == intent.granularity else { throw .badRequest }
+        // A controller's map from before a grow covers the regions it had then.
+        intent.clear(bits.grown(toRegions: intent.regions))
     }
 
     public func persistIntent() async throws(WireStatus) {

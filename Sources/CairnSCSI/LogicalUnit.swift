@@ -47,7 +47,8 @@ final class LogicalUnit {
     let lun: UInt64
     let store: any BlockStore
     let blockSize: Int
-    let blockCount: UInt64
+    /// The store's size when the unit was made, then each size it grew to (`capacityChanged`).
+    var blockCount: UInt64
     /// RMB: the medium can be ejected and loaded (START STOP UNIT LOEJ) and its removal prevented.
     let removable: Bool
     /// Write-protected medium (`--read-only`).

@@ -459,6 +459,15 @@ public actor SCSITarget {
         }
     }
 
+    /// The store under `lun` has `blockCount` blocks now (an online grow): READ CAPACITY answers
+    /// that from the next command, and every I_T nexus gets CAPACITY DATA HAS CHANGED (SPC-4).
+    public func capacityChanged(lun: UInt64, blockCount: UInt64) {
+        guard let lu = unit(lun), lu.blockCount != blockCount else { return }
+        logger.notice("LUN \(lun): capacity \(lu.blockCount) -> \(blockCount) blocks of \(lu.blockSize) bytes")
+        lu.blockCount = blockCount
+        lu.unitAttentions.raiseAll(0x2A, 0x09)
+    }
+
     // MARK: - QoS
 
     /// New QoS limits, for the commands waiting now and every later one.

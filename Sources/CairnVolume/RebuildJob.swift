@@ -53,7 +53,7 @@ actor RebuildJob {
 
     private func copy() async throws(RebuildError) {
         let config = volume.config
-        guard let (sourceKey, source, epoch) = await volume.rebuildSource() else {
+        guard let (sourceKey, source, epoch, volumeSize) = await volume.rebuildSource() else {
             throw .noSource
         }
         // Delta if an RW replica kept a dirty map for exactly the record this one last held.
@@ -73,18 +73,18 @@ actor RebuildJob {
             if ownIntent {
                 // And where the target itself may hold one side of a write the others lack (one
                 // a crashed controller left half-done).
-                var regions = RegionBitmap(volumeSize: config.size, granularity: RegionBitmap.dirtyGranularity)
+                var regions = RegionBitmap(volumeSize: volumeSize, granularity: RegionBitmap.dirtyGranularity)
                 for e in d { regions.mark(offset: e.offset, length: e.length) }
-                for e in try await intentMap(target, epoch).extents(volumeSize: config.size) {
+                for e in try await intentMap(target, epoch).extents(volumeSize: volumeSize) {
                     regions.mark(offset: e.offset, length: e.length)
                 }
-                extents = regions.extents(volumeSize: config.size)
+                extents = regions.extents(volumeSize: volumeSize)
             } else {
                 extents = d
             }
         } else {
             if delta { throw .source("the dirty map went away") }
-            let (st, bytes) = await source.request(.allocatedExtents, epoch: epoch, offset: 0, extent: config.size)
+            let (st, bytes) = await source.request(.allocatedExtents, epoch: epoch, offset: 0, extent: volumeSize)
             guard st == .ok, let list = try? WireJSON.decode(ExtentList.self, bytes) else { throw .source("allocated extents: \(st)") }
             extents = list.extents
         }
@@ -174,10 +174,10 @@ actor RebuildJob {
 
     private func intentMap(_ link: ReplicaLink, _ epoch: UInt64) async throws(RebuildError) -> RegionBitmap {
         let (st, bytes) = await link.request(.intentMap, epoch: epoch)
-        guard st == .ok, let bits = try? RegionBitmap(decoding: bytes, volumeSize: volume.config.size) else {
+        guard st == .ok, let bits = try? RegionBitmap(decoding: bytes, maxVolumeSize: await volume.desiredSize) else {
             throw .target("write-intent map: \(st)")
         }
-        return bits
+        return bits.resized(toVolumeSize: await volume.size)
     }
 
     private func checkCancelled() throws(RebuildError) {
@@ -210,18 +210,33 @@ extension Volume {
         loop.spawn { await job.run() }
     }
 
-    /// The least loaded RW replica, its link and the epoch to use.
-    func rebuildSource() -> (Int, ReplicaLink, UInt64)? {
+    /// The least loaded RW replica, its link, the epoch to use and the volume's size now.
+    func rebuildSource() -> (Int, ReplicaLink, UInt64, UInt64)? {
         // While a resync runs its source is the one copy every region agrees with in the end.
-        if let r = resync, let m = member(r.sourceKey), m.mode == .rw, m.isUp { return (m.key, m.link!, writeEpoch) }
+        if let r = resync, let m = member(r.sourceKey), m.mode == .rw, m.isUp { return (m.key, m.link!, writeEpoch, size) }
         guard let m = rwMembers.min(by: { $0.link!.outstanding < $1.link!.outstanding }) else { return nil }
-        return (m.key, m.link!, writeEpoch)
+        return (m.key, m.link!, writeEpoch, size)
     }
 
-    func setWriteOnly(_ key: Int, job: RebuildJob) -> Bool {
-        guard let m = member(key), m.rebuildJob === job, m.isUp, m.mode == .err else { return false }
-        m.mode = .wo
-        return true
+    /// The target joins write-only: it gets every write from now on. One smaller than the volume
+    /// (away during a grow, or one under way) is grown first; the check and the switch are in
+    /// one actor turn, so no grow can slip between them.
+    func setWriteOnly(_ key: Int, job: RebuildJob) async -> Bool {
+        while true {
+            guard let m = member(key), m.rebuildJob === job, m.isUp, m.mode == .err, let link = m.link else { return false }
+            if m.size >= desiredSize {
+                m.mode = .wo
+                return true
+            }
+            let to = desiredSize
+            let (st, _) = await link.request(.resize, epoch: writeEpoch, extent: to)
+            guard st == .ok else {
+                logger.warning("growing \(m.id ?? "?") to \(to) bytes before its rebuild: \(st)")
+                return false
+            }
+            logger.notice("replica \(m.id ?? "?") grown to \(to) bytes before its rebuild")
+            m.size = max(m.size, to)
+        }
     }
 
     func rebuildProgress(_ key: Int, _ p: RebuildProgress, copied: UInt64 = 0) {

@@ -14,6 +14,15 @@ extension Volume {
         }
     }
 
+    /// The SCSI layer checked the range against the size it announced; until a grow is announced
+    /// (or after the replicas turned out smaller at start-up) that may be more than the replicas hold.
+    @inline(__always)
+    func checkRange(_ lba: UInt64, _ length: UInt64) throws(BlockStoreError) {
+        guard lba * bs <= size, length <= size - lba * bs else {
+            throw .unavailable("beyond the \(size) bytes every replica holds now")
+        }
+    }
+
     /// Writes to every replica in the set (RW and rebuilding), overlapping writes one at a time
     /// so all replicas apply them in one order (invariant 2). Acknowledged once every RW replica
     /// has it or was ejected, and a quorum still holds (invariants 1 and 5).
@@ -21,8 +30,9 @@ extension Volume {
         let t0 = monotonicNanos()
         await waitForGate()
         try checkWritable()
-        let lock = await lockRange(lba: lba, count: UInt64(count))
         let length = count * config.blockSize
+        try checkRange(lba, UInt64(length))
+        let lock = await lockRange(lba: lba, count: UInt64(count))
         markWritten(offset: lba * bs, length: UInt64(length))
         let data = IOBuffer(base: buffer.base, count: length)
         let frame = OutFrame(WireHeader(opcode: .write, flags: fua ? [.fua] : [], seq: 0, epoch: writeEpoch,
@@ -39,6 +49,7 @@ extension Volume {
     func unmap(lba: UInt64, count: UInt64) async throws(BlockStoreError) {
         await waitForGate()
         try checkWritable()
+        try checkRange(lba, count * bs)
         let lock = await lockRange(lba: lba, count: count)
         markWritten(offset: lba * bs, length: count * bs)
         let frame = OutFrame(WireHeader(opcode: .unmap, seq: 0, epoch: writeEpoch, offset: lba * bs, extent: count * bs))
@@ -80,6 +91,7 @@ extension Volume {
         let t0 = monotonicNanos()
         guard decided else { throw .unavailable("volume offline: the newest data is not reachable yet") }
         let length = count * config.blockSize
+        try checkRange(lba, UInt64(length))
         let dst = IOBuffer(base: buffer.base, count: length)
         while true {
             // A region a resync has not copied yet is read from its source only.
@@ -126,7 +138,7 @@ extension Volume {
         guard decided, let m = rwMembers.min(by: { $0.link!.outstanding < $1.link!.outstanding }) else {
             throw .unavailable("no healthy replica")
         }
-        let blocks = config.size / bs
+        let blocks = size / bs
         let window = min(blocks - lba, (1 << 30) / bs)
         let (st, bytes) = await m.link!.request(.allocatedExtents, epoch: writeEpoch, offset: lba * bs, extent: window * bs)
         guard st == .ok, let list = try? WireJSON.decode(ExtentList.self, bytes) else {
@@ -145,7 +157,7 @@ extension Volume {
             ReplicaInfo(address: "\(m.address)", id: m.id, mode: m.mode, connected: m.isUp, lastError: m.lastError,
                         rebuild: m.rebuild, outstanding: m.link?.outstanding ?? 0)
         }
-        return VolumeSnapshot(name: config.name, size: config.size, blockSize: config.blockSize, state: state,
+        return VolumeSnapshot(name: config.name, size: size, blockSize: config.blockSize, state: state,
                               epoch: record?.epoch ?? 0, members: record?.members ?? [], minHealthy: config.minHealthy,
                               replicas: replicas, counters: counters,
                               uptimeSeconds: Double(monotonicNanos() &- startedAt) / 1e9,

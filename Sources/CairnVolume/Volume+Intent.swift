@@ -48,7 +48,7 @@ extension Volume {
 
     /// Regions that must not be settled now: a write in flight (a held range) or a resync to do.
     private func unsettled() -> RegionBitmap {
-        var b = RegionBitmap(volumeSize: config.size)
+        var b = RegionBitmap(volumeSize: size)
         for h in locks.held { b.mark(offset: h.lba * bs, length: (h.end - h.lba) * bs) }
         if let r = resync { b.formUnion(r.pending) }
         return b
@@ -101,12 +101,13 @@ extension Volume {
     /// The union of `members`' write-intent maps (members that do not answer are skipped: they
     /// are ejected and rebuilt, and a rebuild copies their own marked regions too).
     func intentUnion(_ members: [Member], epoch: UInt64) async -> RegionBitmap {
-        var union = RegionBitmap(volumeSize: config.size)
+        var union = RegionBitmap(volumeSize: size)
         for m in members {
             guard let link = m.link else { continue }
             let (st, bytes) = await link.request(.intentMap, epoch: epoch)
-            if st == .ok, let b = try? RegionBitmap(decoding: bytes, volumeSize: config.size) {
-                union.formUnion(b)
+            // A replica of another size (one not grown yet) covers what it holds.
+            if st == .ok, let b = try? RegionBitmap(decoding: bytes, maxVolumeSize: desiredSize) {
+                union.formUnion(b.resized(toVolumeSize: size))
             } else {
                 logger.warning("replica \(m.id ?? "?"): no write-intent map (\(st))")
             }
@@ -119,7 +120,7 @@ extension Volume {
     /// Starts copying `suspect` from one RW member to the others.
     func startResync(_ suspect: RegionBitmap) {
         guard let source = rwMembers.first else { return }
-        let total = suspect.extents(volumeSize: config.size).reduce(0) { $0 + $1.length }
+        let total = suspect.extents(volumeSize: size).reduce(0) { $0 + $1.length }
         let r = Resync(sourceKey: source.key, pending: suspect,
                        progress: RebuildProgress(kind: "resync", source: "\(source.address)", totalBytes: total, copiedBytes: 0,
                                                  startedAt: Double(monotonicNanos()) / 1e9, finished: false))
@@ -157,7 +158,7 @@ extension Volume {
         guard let r = resync, r.generation == generation else { return }
         let chunk = UInt64(config.rebuildChunkBytes)
         var pacer = RatePacer(bytesPerSecond: config.rebuildBytesPerSecond)
-        for e in r.pending.extents(volumeSize: config.size) {
+        for e in r.pending.extents(volumeSize: size) {
             var off = e.offset
             while off < e.end {
                 guard resync === r, r.generation == generation, !stopping else { return }

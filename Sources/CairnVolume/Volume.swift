@@ -38,10 +38,12 @@ public struct VolumeConfig: Sendable {
 public enum VolumeError: Error, Equatable, CustomStringConvertible {
     case notFound(String)
     case conflict(String)
+    /// The request itself is wrong (a size that is not a block multiple).
+    case invalid(String)
 
     public var description: String {
         switch self {
-        case .notFound(let s), .conflict(let s): return s
+        case .notFound(let s), .conflict(let s), .invalid(let s): return s
         }
     }
 }
@@ -60,6 +62,8 @@ final class Member {
     var rebuild: RebuildProgress?
     var rebuildJob: RebuildJob?
     var removed = false
+    /// The volume size the replica holds (its hello, then each grow it acknowledged).
+    var size: UInt64 = 0
 
     init(key: Int, address: ReplicaAddress) {
         self.key = key
@@ -108,6 +112,14 @@ public actor Volume {
     /// persisted (each has at least minHealthy members), so the newest record is among them.
     let startQuorum: Int
     var bs: UInt64 { UInt64(config.blockSize) }
+    /// The size every RW replica holds, which the volume serves. `desiredSize` is what it was
+    /// asked to be (the command line, or a grow): larger while a grow is under way, and a
+    /// replica that comes back smaller is grown to it before it is rebuilt.
+    public internal(set) var size: UInt64
+    var desiredSize: UInt64
+    var resizing = false
+    /// Told the new size each time it changes (the SCSI layer: READ CAPACITY, the unit attention).
+    var capacityObserver: (@Sendable (UInt64) async -> Void)?
 
     public init(config: VolumeConfig, loop: EventLoop, logger: Logger) {
         precondition(!config.replicas.isEmpty && config.minHealthy >= 1 && config.minHealthy <= config.replicas.count)
@@ -115,6 +127,8 @@ public actor Volume {
         self.loop = loop
         self.logger = logger
         startQuorum = config.replicas.count - config.minHealthy + 1
+        size = config.size
+        desiredSize = config.size
         written = RegionBitmap(volumeSize: config.size)
         settling = RegionBitmap(volumeSize: config.size)
     }
@@ -164,7 +178,7 @@ public actor Volume {
         while !stopping, let m = member(key), !m.removed {
             if m.link == nil {
                 let link = ReplicaLink(loop: loop, address: m.address, timeout: config.replicaTimeoutNanos, logger: logger)
-                let hello = Hello(volume: config.name, size: config.size, blockSize: config.blockSize, epoch: issued?.epoch ?? 0)
+                let hello = Hello(volume: config.name, size: desiredSize, blockSize: config.blockSize, epoch: issued?.epoch ?? 0)
                 do {
                     let reply = try await link.connect(hello, secret: config.secret)
                     link.onDown = { [loop] l, reason in loop.spawn { await self.linkDown(key, l, reason) } }
@@ -195,6 +209,7 @@ public actor Volume {
         }
         m.link = link
         m.hello = reply
+        m.size = reply.size
         m.id = reply.replicaID
         m.persisted = reply.record
         m.lastError = nil
@@ -263,6 +278,12 @@ public actor Volume {
         }
         record = newest
         issued = newest
+        // The holders of one record hold one size (a grow is persisted with its record).
+        let held = current.map(\.size).min() ?? size
+        if held != size {
+            logger.notice("the replicas hold \(held) bytes; serving that\(desiredSize > held ? ", then growing to \(desiredSize)" : "")")
+            setSize(held)
+        }
         for m in current { m.mode = .rw }
         // Before the first read is served: reads of regions not resynced yet go to its source.
         if !suspect.isEmpty {
@@ -276,7 +297,7 @@ public actor Volume {
             let absent = newest.members.filter { !ids.contains($0) }
             let next = EpochRecord(epoch: newest.epoch + 1, membershipID: Self.randomID(), members: ids)
             // An absent member may hold either side of a half-done write too.
-            let initial = suspect.extents(volumeSize: config.size, maxCount: Self.maxTrackedExtents)
+            let initial = suspect.extents(volumeSize: size, maxCount: Self.maxTrackedExtents)
             let track = absent.map { TrackRequest(member: $0, base: newest, initialExtents: initial) }
             await change(next, current.map { ($0, MembershipUpdate(record: next, startTracking: track)) })
         } else {
@@ -284,6 +305,11 @@ public actor Volume {
         }
         startSettleTicks()
         for m in connected where m.mode == .err { startRebuild(m) }
+        if desiredSize > size {
+            // Given larger on the command line: grown now, as through the API.
+            let to = desiredSize
+            loop.spawn { await self.growAtStart(to) }
+        }
     }
 
     static func randomID() -> UInt64 {
@@ -362,7 +388,7 @@ public actor Volume {
         var inflight = locks.held.map { Extent(offset: $0.lba * bs, length: ($0.end - $0.lba) * bs) }
         if let r = resync {
             // Not resynced yet: it may hold the other side of a half-done write there.
-            inflight += r.pending.extents(volumeSize: config.size, maxCount: Self.maxTrackedExtents)
+            inflight += r.pending.extents(volumeSize: size, maxCount: Self.maxTrackedExtents)
             resyncSourceLost(m)
         }
         let base = m.persisted ?? current

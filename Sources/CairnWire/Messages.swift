@@ -110,13 +110,16 @@ public struct MembershipUpdate: Codable, Equatable, Sendable {
     public var stopTracking: [String]
     /// This replica was away: the maps it kept are incomplete, drop them all.
     public var dropAllMaps: Bool
+    /// The volume grows to this many bytes at this epoch (persisted with the record, in one write).
+    public var size: UInt64?
 
     public init(record: EpochRecord, startTracking: [TrackRequest] = [], stopTracking: [String] = [],
-                dropAllMaps: Bool = false) {
+                dropAllMaps: Bool = false, size: UInt64? = nil) {
         self.record = record
         self.startTracking = startTracking
         self.stopTracking = stopTracking
         self.dropAllMaps = dropAllMaps
+        self.size = size
     }
 }
 

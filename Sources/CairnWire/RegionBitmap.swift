@@ -31,6 +31,26 @@ public struct RegionBitmap: Sendable, Equatable {
         self.words = words
     }
 
+    /// The same bits over `volumeSize` (at least what it covers now): the new regions are clear.
+    public func grown(toVolumeSize volumeSize: UInt64) -> RegionBitmap {
+        grown(toRegions: Int((volumeSize + granularity - 1) / granularity))
+    }
+
+    public func grown(toRegions n: Int) -> RegionBitmap {
+        precondition(n >= regions)
+        return RegionBitmap(words: words + [UInt64](repeating: 0, count: (n + 63) / 64 - words.count), regions: n,
+                            granularity: granularity)
+    }
+
+    /// The same bits over `volumeSize`, grown (new regions clear) or cut (regions past it dropped).
+    public func resized(toVolumeSize volumeSize: UInt64) -> RegionBitmap {
+        let n = Int((volumeSize + granularity - 1) / granularity)
+        if n >= regions { return grown(toRegions: n) }
+        var w = Array(words.prefix((n + 63) / 64))
+        if n & 63 != 0, let last = w.indices.last { w[last] &= (UInt64(1) << UInt64(n & 63)) - 1 }
+        return RegionBitmap(words: w, regions: n, granularity: granularity)
+    }
+
     public var isEmpty: Bool { words.allSatisfy { $0 == 0 } }
     public var count: Int { words.reduce(0) { $0 + $1.nonzeroBitCount } }
 
@@ -116,11 +136,27 @@ public struct RegionBitmap: Sendable, Equatable {
     /// Decodes a bitmap that must cover exactly `volumeSize` at `granularity`.
     public init(decoding bytes: [UInt8], volumeSize: UInt64,
                 granularity: UInt64 = RegionBitmap.intentGranularity) throws(WireError) {
+        try self.init(decoding: bytes, regions: Int((volumeSize + granularity - 1) / granularity), granularity: granularity)
+    }
+
+    /// Decodes a bitmap at `granularity` that covers at most `maxVolumeSize` bytes.
+    public init(decoding bytes: [UInt8], maxVolumeSize: UInt64,
+                granularity: UInt64 = RegionBitmap.intentGranularity) throws(WireError) {
+        guard bytes.count >= 16 else { throw .badMessage("region bitmap of \(bytes.count) bytes") }
+        let n = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+        let most = maxVolumeSize / granularity + (maxVolumeSize % granularity == 0 ? 0 : 1)
+        guard n <= most else { throw .badMessage("region bitmap for \(n) regions; the volume has \(most)") }
+        try self.init(decoding: bytes, regions: Int(n), granularity: granularity)
+    }
+
+    private init(decoding bytes: [UInt8], regions: Int, granularity: UInt64) throws(WireError) {
         func get(_ i: Int) -> UInt64 {
             bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: i, as: UInt64.self)) }
         }
-        let expected = RegionBitmap(volumeSize: volumeSize, granularity: granularity)
-        guard bytes.count == 16 + expected.words.count * 8 else { throw .badMessage("region bitmap of \(bytes.count) bytes") }
+        // The length first: nothing is allocated for a count the bytes do not back.
+        guard bytes.count == 16 + (regions + 63) / 64 * 8 else { throw .badMessage("region bitmap of \(bytes.count) bytes") }
+        let expected = RegionBitmap(words: [UInt64](repeating: 0, count: (regions + 63) / 64), regions: regions,
+                                    granularity: granularity)
         guard get(0) == granularity, get(8) == UInt64(expected.regions) else {
             throw .badMessage("region bitmap for \(get(8)) regions of \(get(0)) bytes, not \(expected.regions) of \(granularity)")
         }

@@ -34,6 +34,9 @@ public enum WireOpcode: UInt8, Sendable, CaseIterable {
     /// `AuthChallenge` (JSON); reply: `AuthResponse` (JSON), or `unauthorized` from a replica
     /// without a secret. See `ReplicaSecret`.
     case auth = 14
+    /// Grow the volume to `extent` bytes (never shrink): data, maps and metadata, durable before
+    /// the reply; the replica then serves the new size.
+    case resize = 15
 }
 
 /// Frame flags.

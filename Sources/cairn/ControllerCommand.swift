@@ -172,6 +172,11 @@ struct ControllerCommand: AsyncParsableCommand {
         let scsi = SCSITarget(loop: loop, identity: LogicalUnitIdentity(volumeName: name, targetName: targetName),
                               luns: [0: store], logger: logger, sanitizeBytesPerSecond: sanitizeRate.bytes,
                               options: unitOptions, qos: qos.limits)
+        if let replicated {
+            // A grow reaches READ CAPACITY and the initiators' unit attentions.
+            let bs = UInt64(blockSize)
+            await replicated.observeCapacity { size in await scsi.capacityChanged(lun: 0, blockCount: size / bs) }
+        }
         var config = ISCSITargetConfig(targetName: targetName,
                                        portals: portal.map { ISCSIPortalAddress(host: $0.host, port: $0.port) })
         if let u = chapUser, let s = chapSecretValue { config.chap = CHAPCredentials(user: u, secret: s) }

@@ -18,7 +18,7 @@ struct ReplicaCommand: AsyncParsableCommand {
     @Option(help: "HOST:PORT to listen on for the controller (port 0 picks one).")
     var listen: HostPort
 
-    @Option(help: "Volume size, e.g. 1GiB: required on first start; later starts refuse another size.")
+    @Option(help: "Volume size, e.g. 1GiB: required on first start; later starts refuse a larger one (volumes grow through their controller).")
     var size: ByteSize?
 
     @Option(help: ArgumentHelp(
@@ -60,7 +60,7 @@ struct ReplicaCommand: AsyncParsableCommand {
         let (host, want) = (listen.host, listen.port)
         let port = try await loop.run { try await server.start(host: host, port: want) }
         let hp = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        print("cairn: replica \(store.replicaID) ready on \(hp) (\(store.size) bytes in \(dir))")
+        print("cairn: replica \(store.replicaID) ready on \(hp) (\(await store.size) bytes in \(dir))")
         fflush(nil)
         var endpoint: HTTPEndpoint?
         if let http {

@@ -182,6 +182,16 @@ final class LibiSCSISession {
         return task
     }
 
+    /// TEST UNIT READY: its status and, for CHECK CONDITION, the sense key and ASC/ASCQ (as
+    /// libiscsi packs them: ASC << 8 | ASCQ).
+    func testUnitReady() throws -> (status: Int32, senseKey: UInt32, ascq: Int) {
+        guard let task = iscsi_testunitready_sync(context, lun) else {
+            throw HarnessError("TEST UNIT READY: no task (\(context.map { String(cString: iscsi_get_error($0)) } ?? "closed"))")
+        }
+        defer { scsi_free_scsi_task(task) }
+        return (task.pointee.status, task.pointee.sense.key.rawValue, Int(task.pointee.sense.ascq))
+    }
+
     func readCapacity16() throws -> (lastLBA: UInt64, blockLength: UInt32) {
         let task = try check(iscsi_readcapacity16_sync(context, lun), "READ CAPACITY(16)")
         defer { scsi_free_scsi_task(task) }

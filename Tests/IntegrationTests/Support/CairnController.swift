@@ -42,6 +42,8 @@ final class CairnController {
     private(set) var port: UInt16 = 0
     /// The URL from the ready line, e.g. iscsi://127.0.0.1:PORT/iqn.2026-11.io.cairn:NAME/0
     private(set) var url = ""
+    /// http://HOST:PORT of the API, when the arguments have `--api`.
+    private(set) var api: String?
     let directory: URL
     let imageFile: URL
     let logFile: URL
@@ -88,7 +90,11 @@ final class CairnController {
                     throw HarnessError("no port in the ready URL \(found)")
                 }
                 self.port = bound
-                return
+                guard arguments.contains("--api") else { return }
+                if let r = logText.range(of: "cairn: api "), logText[r.upperBound...].contains("\n") {
+                    api = String(logText[r.upperBound...].prefix { !$0.isWhitespace })
+                    return
+                }
             }
             if let status = child.poll() {
                 throw HarnessError("cairn exited (status \(status)) before it was ready; its output:\n\(logText)")
