@@ -24,8 +24,10 @@ need matplotlib, which `make perf` installs into .venv).
   perf.py report RUNDIR
       Reads RUNDIR/meta.json and RUNDIR/<target>/<job>.r<N>.json (fio JSON) +
       .cpu.json (and RUNDIR/disk/ceiling-N.r<N>.json, the disk ceiling runs,
-      when there are any), writes RUNDIR/results.json, RUNDIR/results.md and the charts
-      (when matplotlib is there), prints the Markdown.
+      when there are any, and RUNDIR/qos/runs.tsv with each QoS accuracy
+      run's fio per-second log, NAME_iops.1.log or NAME_bw.1.log), writes
+      RUNDIR/results.json, RUNDIR/results.md and the charts (when matplotlib
+      is there), prints the Markdown.
 
   perf.py check RUNDIR BASELINE.json
       Compares the run's median IOPS ratios with the baseline's; prints a
@@ -234,11 +236,15 @@ def summarize(runs):
 
 def ratio_pairs(targets):
     """(a, b) pairs to report a/b for: every target against the last, and
-    each replicated cairn against the --file one."""
+    each replicated cairn and the QoS one against the --file one."""
+    if not targets:  # a run of the QoS accuracy part alone
+        return []
     ref = targets[-1]
     pairs = [(t, ref) for t in targets[:-1]]
     if "cairn" in targets:
         pairs += [(t, "cairn") for t in targets if t.startswith("cairn-r")]
+        if "cairn-qos" in targets[:-1] and ref != "cairn":
+            pairs.append(("cairn-qos", "cairn"))
     return pairs
 
 
@@ -322,6 +328,202 @@ def ceiling_section(ceiling, summary):
     return md
 
 
+def qos_cost(runs, summary, jobs):
+    """cairn-qos (every limit on, none reached) against cairn, job by job: the IOPS and CPU
+    per I/O ratios round by round, and each one's CPU per I/O; {} unless both ran."""
+    out = {}
+    for j in jobs:
+        if "cairn" not in runs[j] or "cairn-qos" not in runs[j]:
+            continue
+        a, b = runs[j]["cairn-qos"], runs[j]["cairn"]
+        iops, cpu = round_ratios(a, b), round_ratios(a, b, "cpu_s_per_mio")
+        out[j] = {"iops_ratio": {"per_round": iops, **(spread(iops) or {})},
+                  "cpu_ratio": {"per_round": cpu, **(spread(cpu) or {})},
+                  "cpu_s_per_mio": {t: (summary[j][t].get("cpu_s_per_mio") or {}).get("median")
+                                    for t in ("cairn", "cairn-qos")}}
+    return out
+
+
+def qos_cost_section(cost, summary):
+    if not cost:
+        return []
+    md = ["", "## QoS check cost", "",
+          "cairn-qos is cairn with all six QoS limits on, each far above what this machine reaches: "
+          "no command waits, so what differs is the check itself. Ratios round by round, cairn-qos "
+          "over cairn: median (min–max); IOPS above 1 or CPU below 1: cairn-qos did better.", "",
+          "| job | IOPS cairn | IOPS cairn-qos | IOPS cairn-qos/cairn | CPU s/1M IO cairn | "
+          "CPU s/1M IO cairn-qos | CPU cairn-qos/cairn |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for j, c in cost.items():
+        iops = [fmt_spread(summary[j][t].get("iops")) for t in ("cairn", "cairn-qos")]
+        cpu = [fmt(c["cpu_s_per_mio"][t], 1) for t in ("cairn", "cairn-qos")]
+        md.append(f"| {j} | {iops[0]} | {iops[1]} | {fmt_spread(c['iops_ratio'] if c['iops_ratio'].get('n') else None, 2)} "
+                  f"| {cpu[0]} | {cpu[1]} | {fmt_spread(c['cpu_ratio'] if c['cpu_ratio'].get('n') else None, 2)} |")
+    return md
+
+
+# A limited run's per-second median within this fraction below the limit has reached it; a second
+# more than this fraction above it is above the limit.
+QOS_REACHED = 0.90
+QOS_HELD = 1.10
+# The burst Perf/run leaves the controllers (--qos-burst's default), in seconds at the limit: a
+# limit holds when, at every second t of a run, at most limit × (t + burst) I/Os (or bytes) are done.
+QOS_BURST_S = 1.0
+# What may come on top of that: the commands in flight across a window's edge, fio's windows not
+# quite on the bucket's clock.
+QOS_SLACK_S = 0.10
+
+
+def fio_log(path):
+    """[(seconds, value)] of the writes in a fio log written with log_avg_msec=1000 (each value the
+    mean over the second before), without a last window shorter than half a second (fio logs what it
+    has when the run ends)."""
+    points, last_ms = [], 0
+    with open(path) as f:
+        for line in f:
+            x = [v.strip() for v in line.split(",")]
+            if len(x) < 3 or x[2] != "1":
+                continue
+            ms = int(x[0])
+            if ms - last_ms >= 500:
+                points.append((ms / 1000.0, float(x[1])))
+            last_ms = ms
+    return points
+
+
+def percentile(values, p):
+    """Nearest rank: the smallest value with at least p of them at or below it."""
+    v = sorted(values)
+    return v[max(0, -(-len(v) * p // 100) - 1)] if v else None
+
+
+def qos_run(rundir, name, shape, metric, limit, desc):
+    r = {"name": name, "shape": shape, "metric": metric, "limit": limit, "job": desc, "ok": False}
+    base = os.path.join(rundir, "qos", name)
+    try:
+        log = fio_log(f"{base}_{'iops' if metric == 'iops' else 'bw'}.1.log")
+        # the bandwidth log is in KiB/s; limits are in bytes/s
+        points = [(t, v * 1024.0 if metric == "bw" else v) for t, v in log]
+        r["seconds"], r["rates"] = [t for t, _ in points], [v for _, v in points]
+        run = one_run(base)
+        r["cpu_s_per_mio"] = run.get("cpu_s_per_mio")
+        if not run["ok"] or len(points) < 2:
+            raise ValueError(run.get("problem") or f"{len(points)} per-second sample(s)")
+        steady = r["rates"][1:]  # the first second spends the burst
+        r.update(burst=r["rates"][0], median=statistics.median(steady), p99=percentile(steady, 99),
+                 max=max(steady), n=len(steady), ok=True)
+        if limit:
+            r.update({f"{k}_ratio": r[k] / limit for k in ("burst", "median", "p99", "max")})
+            r["ahead_s"] = ahead_of_limit(points, limit)
+    except (OSError, ValueError, KeyError, IndexError) as e:
+        r["problem"] = f"{type(e).__name__}: {e}"
+    return r
+
+
+def ahead_of_limit(points, limit):
+    """How far the run got ahead of the limit at its most, in seconds at the limit: the largest
+    (done by t − limit × t) / limit over the per-second points. The burst lets it reach QOS_BURST_S;
+    unlike each second's rate, this does not count against the limit a burst that the first
+    second could not spend all of and the next ones did."""
+    done = ahead = prev = 0.0
+    for t, v in points:
+        done += v * (t - prev)  # each point: the mean over the window since the one before
+        prev = t
+        ahead = max(ahead, (done - limit * t) / limit)
+    return ahead
+
+
+def qos_verdict(r, free):
+    """What a limited run shows, given the same shape's run with no limit (or None)."""
+    if not r["ok"]:
+        return "FAILED: " + r.get("problem", "?")
+    if r["median_ratio"] >= QOS_REACHED:
+        if r["ahead_s"] > QOS_BURST_S + QOS_SLACK_S:
+            return (f"over the limit: {r['ahead_s']:.2f} s ahead of it at most, "
+                    f"the burst allows {QOS_BURST_S:g} s")
+        over = [i for i, v in enumerate(r["rates"][1:], 2) if v > r["limit"] * QOS_HELD]
+        if not over:
+            return "held"
+        if over == list(range(2, len(over) + 2)):  # right after the first second, and only there
+            spent = "–".join(str(x) for x in sorted({over[0], over[-1]}))
+            return f"held (the first second could not spend all the burst; second {spent} spent the rest)"
+        return f"held on the whole, but uneven: {len(over)} second(s) over {QOS_HELD:.0%} of the limit"
+    if free is None:
+        return "not reached (no run without a limit to tell why)"
+    if free < r["limit"] * QOS_HELD:
+        return f"not reached: with no limit the machine did {free / r['limit']:.2f}× the limit"
+    return f"below the limit: QoS held it under (with no limit {free / r['limit']:.2f}× the limit)"
+
+
+def load_qos(rundir):
+    """The QoS accuracy runs (RUNDIR/qos/runs.tsv), each with its verdict; None when there were none."""
+    path = os.path.join(rundir, "qos", "runs.tsv")
+    if not os.path.exists(path):
+        return None
+    runs = []
+    with open(path) as f:
+        for line in f:
+            name, shape, metric, limit, desc = line.rstrip("\n").split("\t")
+            runs.append(qos_run(rundir, name, shape, metric, int(limit), desc))
+    free = {r["shape"]: r["median"] for r in runs if not r["limit"] and r["ok"]}
+    for r in runs:
+        if r["limit"]:
+            r["verdict"] = qos_verdict(r, free.get(r["shape"]))
+    try:
+        with open(os.path.join(rundir, "qos", "seconds")) as f:
+            seconds = float(f.read())
+    except (OSError, ValueError):
+        seconds = None
+    return {"seconds": seconds, "reached": QOS_REACHED, "held": QOS_HELD, "burst_s": QOS_BURST_S,
+            "slack_s": QOS_SLACK_S, "runs": runs}
+
+
+def qos_limit_text(metric, limit):
+    if not limit:
+        return "none"
+    return f"{limit:,} write IOPS" if metric == "iops" else f"{limit / 1048576:g} MiB/s written"
+
+
+def qos_rate(metric, v, limit, ratio=None):
+    text = fmt(v) if metric == "iops" else f"{fmt(v / 1048576, 1)} MiB/s"
+    return text + (f" ({ratio:.2f}×)" if limit and ratio is not None else "")
+
+
+def qos_section(qos, size_mib):
+    if not qos:
+        return []
+    secs = f"{qos['seconds']:g} s" if qos["seconds"] else "the set time"
+    md = ["", "## QoS accuracy", "",
+          f"One `cairn controller --file` volume ({size_mib} MiB, written with zeros first), restarted "
+          f"for each limit with that limit alone and the default 1 s burst; fio for {secs} with its "
+          "per-second logs (log_avg_msec=1000). The first second spends the burst an idle volume saves "
+          "up (one second at the limit), so up to 2× the limit there is expected: it is reported apart and "
+          "left out of the median, p99 and max, which are over the seconds after it (× the limit in "
+          "brackets). Ahead: how far the run got ahead of the limit at its most, in seconds at the limit "
+          f"(the burst allows {QOS_BURST_S:g} s; a burst the first second could not spend all of goes into "
+          "the next ones, which then show above the limit, and that is no QoS error). Before each job's "
+          "limits the same job ran with no limit: what the machine did then. CPU s/1M IO: the "
+          "controller's CPU seconds per million I/Os over the whole run.", "",
+          f"Verdicts: *held*: median at least {QOS_REACHED:.0%} of the limit, ahead at most "
+          f"{QOS_BURST_S + QOS_SLACK_S:g} s and no second past {QOS_HELD:.0%} of the limit but those "
+          f"spending the rest of the burst; *over the limit*: ahead more than that; *not reached*: a median "
+          f"under {QOS_REACHED:.0%} of the limit while the machine with no limit did not get past "
+          f"{QOS_HELD:.0%} of it (this machine's ceiling, not a QoS error); *below the limit*: a median under "
+          f"{QOS_REACHED:.0%} of it although the machine with no limit did more (QoS held it too low).",
+          "", "| limit | job | first second | median | p99 | max | ahead | CPU s/1M IO | verdict |",
+          "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in qos["runs"]:
+        lim, m = r["limit"], r["metric"]
+        if not r["ok"]:
+            md.append(f"| {qos_limit_text(m, lim)} | {r['job']} | FAILED: {r.get('problem', '?')} | | | | | | |")
+            continue
+        cells = [qos_rate(m, r[k], lim, r.get(f"{k}_ratio")) for k in ("burst", "median", "p99", "max")]
+        verdict = r.get("verdict", "no limit: what the machine did")
+        ahead = f"{r['ahead_s']:.2f} s" if "ahead_s" in r else "-"
+        md.append(f"| {qos_limit_text(m, lim)} | {r['job']} | " + " | ".join(cells)
+                  + f" | {ahead} | {fmt(r.get('cpu_s_per_mio'), 1)} | {verdict} |")
+    return md
+
+
 def fmt(x, digits=0):
     if x is None:
         return "-"
@@ -380,8 +582,11 @@ def cmd_report(rundir):
             cpu_ratios.setdefault(f"{t}/{targets[-1]}", {})[j] = {"per_round": rr, **(spread(rr) or {})}
     scale_summary = {j: {t: summarize(v) for t, v in per.items()} for j, per in scale.items()}
     ceiling = load_ceiling(rundir, meta["rounds"])
+    cost = qos_cost(runs, summary, jobs)
+    qos = load_qos(rundir)
     results = {"meta": meta, "runs": runs, "summary": summary, "ratios": ratios, "cpu_ratios": cpu_ratios,
-               "scale_runs": scale, "scale_summary": scale_summary, "disk_ceiling": ceiling}
+               "scale_runs": scale, "scale_summary": scale_summary, "disk_ceiling": ceiling,
+               "qos_cost": cost, "qos_accuracy": qos}
     with open(os.path.join(rundir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
 
@@ -392,25 +597,30 @@ def cmd_report(rundir):
     except ImportError as e:
         chart_note = f"charts skipped: {e} (`make perf` installs matplotlib into .venv)"
 
-    md = [f"# Cairn perf: {meta['date']}", "",
-          "- targets: " + "; ".join(f"**{t}**: {meta['describe'][t]}" for t in targets),
-          f"- fio {meta['fio']} (libiscsi engine), numjobs=1, volume {meta['size_mib']} MiB on "
-          f"{meta['scratch']}; ramp {meta['ramp']:g} s then {meta['runtime']:g} s measured; "
-          f"{meta['rounds']} round(s), in each every job against every target in turn (order flips)",
-          f"- host: {meta['host']}; commit {meta.get('commit', '?')}"
-          + (f"; every target process and fio pinned to CPU {meta['pin_cpu']}"
-             if meta.get("pin_cpu", "none") != "none" else ""),
-          "- each figure: the median over the rounds (min–max in brackets); latency in µs, "
-          "p50 / p99 / p99.9 medians",
-          "- CPU s/1M IO: CPU seconds (utime+stime) of the target's processes per million I/Os over "
-          "fio's measured window, and each process's share (ctrl = controller, rN = replica N); "
-          "ctx/IO: their context switches (all threads) per I/O",
-          "- disk: the scratch folder's device over the same window (/proc/diskstats): I/Os it completed "
-          "per second, all writers together (a 3-replica volume writes each I/O three times), and the "
-          "mean time one took in it", "",
-          "## Matrix", "",
-          "| job | target | IOPS | MiB/s | lat p50 / p99 / p99.9 | CPU s/1M IO | ctx/IO | disk IO/s / ms |",
-          "|---|---|---:|---:|---:|---:|---:|---:|"]
+    host = (f"- host: {meta['host']}; commit {meta.get('commit', '?')}"
+            + (f"; every target process and fio pinned to CPU {meta['pin_cpu']}"
+               if meta.get("pin_cpu", "none") != "none" else ""))
+    md = [f"# Cairn perf: {meta['date']}", ""]
+    if not jobs:  # the QoS accuracy part alone (Perf/run --qos-only): no matrix settings to describe
+        md += [f"- fio {meta['fio']} (libiscsi engine); the QoS accuracy runs only, no matrix", host]
+    else:
+        md += ["- targets: " + "; ".join(f"**{t}**: {meta['describe'][t]}" for t in targets),
+               f"- fio {meta['fio']} (libiscsi engine), numjobs=1, volume {meta['size_mib']} MiB on "
+               f"{meta['scratch']}; ramp {meta['ramp']:g} s then {meta['runtime']:g} s measured; "
+               f"{meta['rounds']} round(s), in each every job against every target in turn (order flips)",
+               host,
+               "- each figure: the median over the rounds (min–max in brackets); latency in µs, "
+               "p50 / p99 / p99.9 medians",
+               "- CPU s/1M IO: CPU seconds (utime+stime) of the target's processes per million I/Os over "
+               "fio's measured window, and each process's share (ctrl = controller, rN = replica N); "
+               "ctx/IO: their context switches (all threads) per I/O",
+               "- disk: the scratch folder's device over the same window (/proc/diskstats): I/Os it completed "
+               "per second, all writers together (a 3-replica volume writes each I/O three times), and the "
+               "mean time one took in it"]
+    if jobs:
+        md += ["", "## Matrix", "",
+               "| job | target | IOPS | MiB/s | lat p50 / p99 / p99.9 | CPU s/1M IO | ctx/IO | disk IO/s / ms |",
+               "|---|---|---:|---:|---:|---:|---:|---:|"]
     for j in jobs:
         for t in targets:
             s = summary[j][t]
@@ -438,6 +648,7 @@ def cmd_report(rundir):
         for j in jobs:
             md.append(f"| {j} | " + " | ".join(fmt_spread(cpu_ratios[k][j] if cpu_ratios[k][j].get("n") else None, 2)
                                                for k in ckeys) + " |")
+    md += qos_cost_section(cost, summary)
     md += ceiling_section(ceiling, summary)
     if scale_summary:
         md += ["", "## Scaling", "",
@@ -454,6 +665,7 @@ def cmd_report(rundir):
                 lat = " / ".join(fmt(s[m]["median"], 0) for m in ("lat_p50_us", "lat_p99_us"))
                 md.append(f"| {j} | {t} | {fmt_spread(s['iops'])} | {lat} | {fmt(s['cpu_s_per_mio']['median'], 1)} "
                           f"| {fmt(s['ctx_per_io']['median'], 2)} | {disk_cell(s)} |")
+    md += qos_section(qos, meta["size_mib"])
     if charts:
         md += ["", "## Charts", ""] + [f"![{title}]({name})" for name, title in charts]
     elif chart_note:
@@ -464,6 +676,7 @@ def cmd_report(rundir):
     print(text)
     bad = [f"{j}/{t}" for j in jobs for t in targets if summary[j][t]["failed"] or not summary[j][t]["ok"]]
     bad += [f"{j}/{t}" for j, per in scale_summary.items() for t, s in per.items() if s["failed"] or not s["ok"]]
+    bad += [f"qos/{r['name']}" for r in (qos or {}).get("runs", []) if not r["ok"]]
     if bad:
         print("failed runs: " + ", ".join(bad), file=sys.stderr)
         return 1

@@ -169,14 +169,43 @@ def scaling_chart(results, path):
     return True
 
 
+def qos_chart(results, path):
+    """Each limited QoS accuracy run's per-second rate over its limit against time."""
+    qos = results.get("qos_accuracy") or {}
+    runs = [r for r in qos.get("runs", []) if r.get("limit") and r.get("rates")]
+    if not runs:
+        return False
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    for c, r in enumerate(runs):
+        limit = f"{r['limit']:,} write IOPS" if r["metric"] == "iops" else f"{r['limit'] / 1048576:g} MiB/s written"
+        note = " (not reached)" if r.get("verdict", "").startswith("not reached") else ""
+        # markers and widths differ: runs that each hold their limit draw the same line
+        ax.plot(r["seconds"], [v / r["limit"] for v in r["rates"]], marker="osD^v"[c % 5], ms=7 - c, lw=2.5 - 0.5 * c,
+                label=f"{limit}, {r['job']}{note}", color=COLORS[c % len(COLORS)])
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("second of the run (each point: the mean over the second before it)", fontsize=8)
+    ax.set_ylabel("rate / limit", fontsize=8)
+    ax.set_title("QoS accuracy: per-second rate over the limit (the first second spends the 1 s burst)",
+                 fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
 def draw_all(rundir, results, history_root):
     out = []
-    iops_chart(results, os.path.join(rundir, "iops.png"))
-    out.append(("iops.png", "IOPS per job and target, median with min–max"))
-    latency_chart(results, os.path.join(rundir, "latency.png"))
-    out.append(("latency.png", "latency percentiles p50, p99, p99.9"))
+    if results["meta"]["jobs"]:  # none in a run of the QoS accuracy part alone
+        iops_chart(results, os.path.join(rundir, "iops.png"))
+        out.append(("iops.png", "IOPS per job and target, median with min–max"))
+        latency_chart(results, os.path.join(rundir, "latency.png"))
+        out.append(("latency.png", "latency percentiles p50, p99, p99.9"))
     if scaling_chart(results, os.path.join(rundir, "scaling.png")):
         out.append(("scaling.png", "IOPS and CPU per I/O against sessions and volumes"))
     if history_chart(history_root, os.path.join(rundir, "history.png")):
         out.append(("history.png", "ratios to tgt across the saved runs"))
+    if qos_chart(results, os.path.join(rundir, "qos.png")):
+        out.append(("qos.png", "QoS accuracy: per-second rate over the limit"))
     return out
