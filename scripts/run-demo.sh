@@ -37,6 +37,23 @@ for p in "$PORT" "${RPORTS[@]}"; do
 done
 mkdir -p "$DIR"
 
+# The volume's secret authenticates the replica links (both ways); made once, kept with the data.
+SECRET=$DIR/secret
+if [ ! -s "$SECRET" ]; then
+    (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$SECRET")
+fi
+# A volume grown through the API since (PUT /v1/volume/size) keeps its size: the controller is
+# started with what the replicas hold when that is larger than DEMO_SIZE.
+if [ -f "$DIR/r1/replica.json" ]; then
+    held=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["size"])' "$DIR/r1/replica.json")
+    SIZE=$(python3 -c 'import sys
+units = {"": 1, "b": 1, "k": 1 << 10, "ki": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mi": 1 << 20, "mib": 1 << 20,
+         "g": 1 << 30, "gi": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "ti": 1 << 40, "tib": 1 << 40}
+s = sys.argv[1].strip().lower(); n = len(s) - len(s.lstrip("0123456789"))
+want = int(s[:n]) * units.get(s[n:], 1); held = int(sys.argv[2])
+print(sys.argv[1] if want >= held else held)' "$SIZE" "$held")
+fi
+
 PIDS=()
 cleanup() {
     local pid
@@ -55,7 +72,7 @@ replica_args=()
 for i in "${!RPORTS[@]}"; do
     n=$((i + 1)) p=${RPORTS[$i]}
     setsid "$BIN" replica --dir "$DIR/r$n" --listen "127.0.0.1:$p" --size "$SIZE" --log-level "$LEVEL" \
-        </dev/null >>"$DIR/r$n.log" 2>&1 &
+        --secret-file "$SECRET" </dev/null >>"$DIR/r$n.log" 2>&1 &
     PIDS+=($!)
     replica_args+=(--replica "127.0.0.1:$p")
 done
@@ -73,7 +90,8 @@ fio_bin="$ROOT/.cache/fio/fio"
 [ -x "$fio_bin" ] || fio_bin="$ROOT/.cache/fio/fio   # build it first: make fio"
 cat <<EOT
 
-  Cairn demo volume '$NAME' ($SIZE), 3 replicas under $DIR (ports ${RPORTS[*]})
+  Cairn demo volume '$NAME' ($SIZE), 3 replicas under $DIR (ports ${RPORTS[*]}),
+  replica links authenticated with $SECRET
   iSCSI URL: $URL
   $api_line
 
@@ -86,14 +104,16 @@ cat <<EOT
     FIO_TARGET='${URL//:/\\:}' SIZE=$SIZE RUNTIME=20 RAMP=3 \\
       $fio_bin $ROOT/Perf/fio/randwrite-4k-qd32.fio
     kill -9 \$(pgrep -f 'cairn replica --dir $DIR/r2')   # lose a replica; restart it with:
-    $BIN replica --dir $DIR/r2 --listen 127.0.0.1:${RPORTS[1]} &
+    $BIN replica --dir $DIR/r2 --listen 127.0.0.1:${RPORTS[1]} --secret-file $SECRET &
+    curl -s -X PUT -d '{"writeIops": 2000}' http://127.0.0.1:$API_PORT/v1/qos       # limit writes, live
+    curl -s -X PUT -d '{"size": $((2 << 30))}' http://127.0.0.1:$API_PORT/v1/volume/size   # grow to 2 GiB, online
 
   Ctrl-C stops the controller and the replicas.
 
 EOT
 
 "$BIN" controller --name "$NAME" --size "$SIZE" "${replica_args[@]}" "${api_args[@]}" \
-    --portal "127.0.0.1:$PORT" --log-level "$LEVEL" &
+    --secret-file "$SECRET" --portal "127.0.0.1:$PORT" --log-level "$LEVEL" &
 CPID=$!
 PIDS=("$CPID" "${PIDS[@]}")
 wait "$CPID"

@@ -17,11 +17,19 @@ struct ReplicaMetadata: Codable, Equatable {
     var format = 1
     var replicaID: String
     var size: UInt64
+    /// The sizes it had before each grow, oldest first: a restart with one of them (the
+    /// `--size` it was created with) is not a mistake. Missing in metadata of replicas never grown.
+    var formerSizes: [UInt64]?
     /// Set by the first controller that connects; a replica serves one volume for life.
     var volume: String?
     /// The newest membership persisted here; nil while new or wiped (no data worth serving).
     var record: EpochRecord?
     var maps: [MapEntry] = []
+
+    mutating func grow(to newSize: UInt64) {
+        formerSizes = (formerSizes ?? []) + [size]
+        size = newSize
+    }
 
     static func load(_ path: String) throws(ReplicaError) -> ReplicaMetadata? {
         guard let bytes = try AtomicFile.read(path) else { return nil }

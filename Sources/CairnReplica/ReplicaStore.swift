@@ -40,8 +40,8 @@ public actor ReplicaStore {
     public private(set) var refusedHandshakes: [HandshakeRefusal: UInt64] = [:]
 
     /// Opens DIR. With `size` on first start it creates the data file and metadata; later starts
-    /// reopen them and refuse a larger size (a smaller one is what the volume had before the
-    /// controller grew it). Without `size`, DIR must already hold a replica.
+    /// reopen them and refuse another size, unless it is one the replica had before a controller
+    /// grew it. Without `size`, DIR must already hold a replica.
     public init(directory: String, size: UInt64?, loop: EventLoop, logger: Logger) throws(ReplicaError) {
         self.loop = loop
         self.directory = directory
@@ -50,10 +50,10 @@ public actor ReplicaStore {
         let metaPath = directory + "/replica.json"
         var meta: ReplicaMetadata
         if let m = try ReplicaMetadata.load(metaPath) {
-            if let s = size, s > m.size {
-                throw .config("\(directory) holds a replica of \(m.size) bytes, not the \(s) asked for (a volume grows through its controller)")
-            }
-            if let s = size, s < m.size {
+            if let s = size, s != m.size {
+                guard m.formerSizes?.contains(s) == true else {
+                    throw .config("\(directory) holds a replica of \(m.size) bytes, not the \(s) asked for (a volume grows through its controller)")
+                }
                 logger.notice("\(directory) holds \(m.size) bytes: the volume was grown from the \(s) asked for")
             }
             meta = m
@@ -239,7 +239,7 @@ public actor ReplicaStore {
         let growing = try u.size.map { s throws(WireStatus) in try growFiles(to: s) } ?? false
         var next = meta
         next.record = u.record
-        if growing, let s = u.size { next.size = s }
+        if growing, let s = u.size { next.grow(to: s) }
         var removed: [DirtyMap] = []
         let dropping = u.dropAllMaps ? Set(maps.keys) : Set(u.stopTracking)
         for member in dropping {
@@ -284,7 +284,7 @@ public actor ReplicaStore {
         try checkEpoch(epoch)
         guard try growFiles(to: newSize) else { return }
         var next = meta
-        next.size = newSize
+        next.grow(to: newSize)
         do { try next.save(metaPath, directory: directory) } catch {
             errors += 1
             logger.error("saving metadata: \(error)")

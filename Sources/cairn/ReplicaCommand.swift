@@ -18,7 +18,7 @@ struct ReplicaCommand: AsyncParsableCommand {
     @Option(help: "HOST:PORT to listen on for the controller (port 0 picks one).")
     var listen: HostPort
 
-    @Option(help: "Volume size, e.g. 1GiB: required on first start; later starts refuse a larger one (volumes grow through their controller).")
+    @Option(help: "Volume size, e.g. 1GiB: required on first start; later starts refuse another, but for the sizes it had before a controller grew it.")
     var size: ByteSize?
 
     @Option(help: ArgumentHelp(

@@ -114,5 +114,13 @@ struct ExpansionTests {
         v.controller = nil
         for r in v.replicas { r.stop() }
         #expect(try filesIdentical(v.replicas.map(\.dataFile)))
+
+        // A replica restarted with the --size it was created with (as an unchanged unit file
+        // would) starts with what it holds; one it never had is refused.
+        let r = v.replicas[0]
+        try r.start(size: "64MiB")
+        #expect(r.logText.contains("was grown from the 67108864 asked for"), "\(r.logText)")
+        r.stop()
+        #expect(throws: (any Error).self, "a size the replica never had must be refused") { try r.start(size: "200MiB") }
     }
 }
