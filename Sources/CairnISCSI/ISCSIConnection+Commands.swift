@@ -348,6 +348,10 @@ extension ISCSIConnection {
             t.aborted = true
             if t.state == .collecting { dropTask(t) }
         }
+        // Those waiting for the volume's QoS limit leave its queue now rather than at their turn.
+        if let nexus, list.contains(where: { $0.state == .executing && !$0.done }) {
+            await target.cancelThrottled(nexus: nexus, tags: Set(list.map(\.itt)))
+        }
         // SANITIZE is the exception SBC-3 makes (4.11): the sanitize operation goes on through
         // aborts and resets, so waiting for it would hold the TMF for the whole overwrite. Its
         // response is suppressed all the same.

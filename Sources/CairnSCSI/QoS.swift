@@ -114,7 +114,11 @@ final class QoSLimiter {
         var ios: Double
         var bytes: Double
         var since: UInt64
-        var continuation: UnsafeContinuation<Void, Never>
+        /// Whose command it is: an aborted one leaves the queue (`cancel`).
+        var nexus: ITNexus
+        var tag: UInt32
+        /// Resumed with true to run, false when cancelled.
+        var continuation: UnsafeContinuation<Bool, Never>
     }
 
     static let ioUnit = 128 << 10
@@ -160,10 +164,11 @@ final class QoSLimiter {
         return pump()
     }
 
-    /// Waits until a command moving `bytes` may run; `setTimer` is called (before the wait) with
-    /// the delay after which the owner must call `timerFired`.
+    /// Waits until a command moving `bytes` may run (true), or until it is cancelled (false);
+    /// `setTimer` is called (before the wait) with the delay after which the owner must call
+    /// `timerFired`.
     nonisolated(nonsending)
-    func throttle(_ direction: Direction, bytes: Int, setTimer: (UInt64) -> Void) async {
+    func throttle(_ direction: Direction, bytes: Int, nexus: ITNexus, tag: UInt32, setTimer: (UInt64) -> Void) async -> Bool {
         let ios = Double(max(1, (bytes + Self.ioUnit - 1) / Self.ioUnit))
         let b = Double(bytes)
         let now = monotonicNanos()
@@ -171,13 +176,32 @@ final class QoSLimiter {
             refill(now)
             if ready(direction, ios, b) {
                 take(direction, ios, b)
-                return
+                return true
             }
         }
-        await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in
-            queue.append(Waiter(direction: direction, ios: ios, bytes: b, since: now, continuation: c))
+        return await withUnsafeContinuation { (c: UnsafeContinuation<Bool, Never>) in
+            queue.append(Waiter(direction: direction, ios: ios, bytes: b, since: now, nexus: nexus, tag: tag, continuation: c))
             if let delay = pump() { setTimer(delay) }
         }
+    }
+
+    /// Takes `nexus`'s waiting commands with these tags (all of them for nil) out of the queue:
+    /// they were aborted, and an ABORT TASK must not wait for their turn at the limit.
+    func cancel(nexus: ITNexus, tags: Set<UInt32>?) -> UInt64? {
+        var i = 0
+        var cancelled = false
+        while i < queue.count {
+            let w = queue[i]
+            if w.nexus == nexus && (tags?.contains(w.tag) ?? true) {
+                queue.remove(at: i)
+                w.continuation.resume(returning: false)
+                cancelled = true
+            } else {
+                i += 1
+            }
+        }
+        // Those behind them may go now.
+        return cancelled ? pump() : nil
     }
 
     private func refill(_ now: UInt64) {
@@ -226,7 +250,7 @@ final class QoSLimiter {
                 queue.remove(at: i)
                 throttledCommands += 1
                 throttledNanos &+= now &- w.since
-                w.continuation.resume()
+                w.continuation.resume(returning: true)
                 continue
             }
             nextWake = min(nextWake, wait(w.direction, w.ios, w.bytes))

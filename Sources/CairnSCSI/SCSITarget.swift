@@ -180,7 +180,9 @@ public actor SCSITarget {
         guard let lu = unit(command.lun) else { return noSuchUnit(command) }
         // Throttled before the checks below: they see the unit as it is when the command runs.
         if qos.active, let (direction, bytes) = QoSCost.of(command, blockSize: lu.blockSize) {
-            await qos.throttle(direction, bytes: bytes) { setQoSTimer($0) }
+            let go = await qos.throttle(direction, bytes: bytes, nexus: command.nexus, tag: command.taskTag) { setQoSTimer($0) }
+            // Aborted while it waited: it never ran (the transport drops this answer).
+            guard go else { return SCSIError(.abortedCommand, 0x00, 0x00).response(descriptor: lu.mode.dSense) }
         }
         var response: SCSIResponse
         do {
@@ -452,6 +454,7 @@ public actor SCSITarget {
     /// says ends with it (RESERVE(6), its prevention of medium removal), and its pending unit
     /// attentions. Registrations persist (SPC-4 5.13.1).
     public func nexusLost(_ nexus: ITNexus) {
+        cancelThrottled(nexus: nexus, tags: nil)
         for lu in units {
             if lu.reservedBy == nexus { lu.reservedBy = nil }
             lu.preventers.remove(nexus)
@@ -476,6 +479,12 @@ public actor SCSITarget {
     }
 
     public func qosStatus() -> QoSStatus { qos.status }
+
+    /// Commands of `nexus` waiting for the QoS limit with these task tags (every one for nil)
+    /// are dropped: the transport aborted them, or the nexus is gone.
+    public func cancelThrottled(nexus: ITNexus, tags: Set<UInt32>?) {
+        if let delay = qos.cancel(nexus: nexus, tags: tags) { setQoSTimer(delay) }
+    }
 
     private func setQoSTimer(_ delay: UInt64) {
         loop.spawn {

@@ -305,6 +305,8 @@ public actor Volume {
         }
         startSettleTicks()
         for m in connected where m.mode == .err { startRebuild(m) }
+        // Told last: a suspension here cannot interleave with the switch to serving.
+        if size != config.size { await capacityObserver?(size) }
         if desiredSize > size {
             // Given larger on the command line: grown now, as through the API.
             let to = desiredSize

@@ -64,4 +64,22 @@ import Testing
         let trimmed = try RegionBitmap(decoding: bytes, volumeSize: size, granularity: Self.g)
         #expect(trimmed == b, "only bit 0 of the last word is a region (81920)")
     }
+
+    @Test func resizedKeepsTheBitsItCoversAndDecodingBoundsTheSize() throws {
+        var b = RegionBitmap(volumeSize: 70 * Self.g, granularity: Self.g)
+        b.mark(offset: 0, length: Self.g)
+        b.mark(offset: 69 * Self.g, length: 1)
+        let grown = b.resized(toVolumeSize: 200 * Self.g)
+        #expect(grown.regions == 200 && grown.count == 2 && grown.contains(region: 69) && !grown.contains(region: 70))
+        let cut = grown.resized(toVolumeSize: 65 * Self.g)
+        #expect(cut.regions == 65 && cut.count == 1 && cut.contains(region: 0))
+        // A bitmap from a replica not grown yet decodes under a larger bound, not a smaller one.
+        let back = try RegionBitmap(decoding: b.encoded, maxVolumeSize: 200 * Self.g, granularity: Self.g)
+        #expect(back == b)
+        #expect(throws: WireError.self) { try RegionBitmap(decoding: b.encoded, maxVolumeSize: 60 * Self.g, granularity: Self.g) }
+        // A region count the bytes do not back is refused before anything is allocated for it.
+        var forged = b.encoded
+        forged.replaceSubrange(8..<16, with: withUnsafeBytes(of: UInt64(1 << 40).littleEndian, Array.init))
+        #expect(throws: WireError.self) { try RegionBitmap(decoding: forged, maxVolumeSize: .max, granularity: Self.g) }
+    }
 }

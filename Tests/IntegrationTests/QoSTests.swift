@@ -136,4 +136,49 @@ struct QoSTests {
         let qos = try #require(try v.get("/v1/qos").json as? [String: Any])
         #expect(qos["iops"] as? Int == 1000, "the limits must be unchanged: \(qos)")
     }
+
+    @Test("ABORT TASK of a command waiting for the QoS limit is answered before the commands queued ahead of it run",
+          .timeLimit(.minutes(1)))
+    func abortLeavesTheQueue() throws {
+        // One read a second, no burst: four reads queue up behind the first.
+        let c = try CairnController(name: "qosabort", size: "64MiB", arguments: ["--qos-read-iops", "1", "--qos-burst", "0"])
+        defer { c.stop() }
+        let raw = try RawISCSIClient(port: c.port, timeoutSeconds: 20)
+        try raw.login(target: c.iqn)
+        var itts: [UInt32] = []
+        for i in 0..<5 {
+            let itt = raw.takeITT()
+            itts.append(itt)
+            try raw.send(RawISCSIClient.pdu(raw.commandHeader(cdb: RawISCSIClient.read10(lba: UInt32(i), blocks: 1), read: true,
+                                                              write: false, edtl: 512, itt: itt)))
+            raw.cmdSN &+= 1
+        }
+        // ABORT TASK (immediate) for the last one, which would run about four seconds from now.
+        var tmf = [UInt8](repeating: 0, count: 48)
+        tmf[0] = 0x02 | 0x40
+        tmf[1] = 0x80 | 0x01
+        let tmfITT = raw.takeITT()
+        tmf[16..<20] = ArraySlice(RawISCSIClient.be32(tmfITT))
+        tmf[20..<24] = ArraySlice(RawISCSIClient.be32(itts[4]))
+        tmf[24..<28] = ArraySlice(RawISCSIClient.be32(raw.cmdSN))
+        tmf[28..<32] = ArraySlice(RawISCSIClient.be32(raw.expStatSN))
+        tmf[32..<36] = ArraySlice(RawISCSIClient.be32(raw.cmdSN &- 1))
+        try raw.send(RawISCSIClient.pdu(tmf))
+
+        // What comes back, in order: the TMF response must not wait behind reads 2 and 3.
+        var order: [UInt32] = []
+        while !order.contains(tmfITT) || order.filter({ itts[0..<4].contains($0) }).count < 4 {
+            guard case .pdu(let h, _) = try raw.receiveAnsweringPings() else { throw HarnessError("no answer: \(order)") }
+            let op = h[0] & 0x3f
+            if op == 0x22 {
+                #expect(h[2] == 0, "ABORT TASK should complete (response \(h[2]))")
+                order.append(RawISCSIClient.get32(h, 16))
+            } else if op == 0x21 || (op == 0x25 && h[1] & 0x01 != 0) {
+                order.append(RawISCSIClient.get32(h, 16))
+            }
+        }
+        let tmfAt = try #require(order.firstIndex(of: tmfITT))
+        #expect(tmfAt <= 2, "the abort was answered after \(tmfAt) reads; order \(order), reads \(itts), TMF \(tmfITT)")
+        #expect(!order.contains(itts[4]), "the aborted read must get no response")
+    }
 }

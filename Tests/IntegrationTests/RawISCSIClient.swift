@@ -36,12 +36,9 @@ final class RawISCSIClient {
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else {
+        do { try connectRetryingEINTR(fd, &addr, timeout: Double(max(timeoutSeconds, 1)), what: "\(host):\(port)") } catch {
             close(fd)
-            throw Failure("connect 127.0.0.1:\(port): errno \(errno)")
+            throw Failure("\(error)")
         }
     }
 

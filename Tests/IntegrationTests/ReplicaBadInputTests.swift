@@ -24,6 +24,9 @@ enum ReplicaAbuse: String, CaseIterable, Sendable {
     case writeWithBadPayloadChecksum
     case settleWithStaleEpoch
     case settleOfAnotherShape
+    case resizeToASmallerSize
+    case resizeWithStaleEpoch
+    case authToAReplicaWithoutASecret
 }
 
 /// What the replica must do with the abusive connection.
@@ -109,6 +112,18 @@ struct ReplicaBadInputTests {
             try expectReply(c, status: .ok, a)
             try c.send(wireFrame(WireHeader(opcode: .settle, seq: 2, epoch: .max),
                                  RegionBitmap(volumeSize: 2 * volumeSize).encoded))
+        case .resizeToASmallerSize:
+            // A volume never shrinks: its data past the new end would be lost.
+            try c.send(helloFrame)
+            try expectReply(c, status: .ok, a)
+            try c.send(wireFrame(WireHeader(opcode: .resize, seq: 2, epoch: .max, extent: volumeSize / 2)))
+        case .resizeWithStaleEpoch:
+            // A fenced controller must not grow the volume under the current one.
+            try c.send(helloFrame)
+            try expectReply(c, status: .ok, a)
+            try c.send(wireFrame(WireHeader(opcode: .resize, seq: 2, epoch: 0, extent: 2 * volumeSize)))
+        case .authToAReplicaWithoutASecret:
+            try c.send(wireFrame(WireHeader(opcode: .auth, seq: 1), WireJSON.encode(AuthChallenge(nonce: ReplicaSecret.newNonce()))))
         }
     }
 
@@ -118,6 +133,9 @@ struct ReplicaBadInputTests {
              .writeWithBadPayloadChecksum:
             return .closes
         case .helloOfAnotherVersion: return .refusesThenCloses(.badRequest)
+        case .authToAReplicaWithoutASecret: return .refusesThenCloses(.unauthorized)
+        case .resizeWithStaleEpoch: return .refusesAndServes(.staleEpoch)
+        case .resizeToASmallerSize: return .refusesAndServes(.badRequest)
         case .helloForAnotherVolume: return .refusesThenCloses(.wrongVolume)
         case .writeWithStaleEpoch, .settleWithStaleEpoch: return .refusesAndServes(.staleEpoch)
         case .settleOfAnotherShape: return .refusesAndServes(.badRequest)
@@ -196,5 +214,9 @@ struct ReplicaBadInputTests {
         #expect(try filesIdentical(v.replicas.map(\.dataFile)))
         #expect(dataFile(of: replica, holds: 0, at: Int(Self.untouchedOffset), length: 4096),
                 "the stale-epoch write must not have reached the data file")
+        for r in v.replicas {
+            let bytes = try FileManager.default.attributesOfItem(atPath: r.dataFile.path)[.size] as? Int
+            #expect(bytes == Int(Self.volumeSize), "no refused resize may change a replica's size: \(bytes ?? -1)")
+        }
     }
 }

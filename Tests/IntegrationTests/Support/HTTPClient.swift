@@ -45,20 +45,7 @@ enum HTTPClient {
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = port.bigEndian
         guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else { throw HarnessError("not an IPv4 address: \(host)") }
-        // Other tests in this process install signal handlers (without SA_RESTART): every call
-        // is retried on EINTR.
-        // (An interrupted connect goes on in the background: EALREADY until it is done, then EISCONN.)
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
-            let rc = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            if rc == 0 || errno == EISCONN { break }
-            guard (errno == EINTR || errno == EALREADY) && Date() < deadline else {
-                throw HarnessError("connect to \(hostPort): errno \(errno)")
-            }
-            usleep(1000)
-        }
+        try connectRetryingEINTR(fd, &addr, timeout: timeout, what: hostPort)
 
         let payload = Array((body ?? "").utf8)
         var head = "\(method) \(path) HTTP/1.1\r\nHost: \(hostPort)\r\nConnection: close\r\n"
@@ -120,5 +107,22 @@ func waitUntil(_ timeout: TimeInterval, _ what: String, describe: () -> String =
         if (try? condition()) == true { return }
         if Date() > deadline { throw HarnessError("not within \(timeout) s: \(what)\n\(describe())") }
         usleep(100_000)
+    }
+}
+
+/// connect(2) for the test clients. Other tests in this process install signal handlers (without
+/// SA_RESTART), so a blocking connect can return EINTR; an interrupted connect goes on in the
+/// background (EALREADY until it is done, then EISCONN), so it is asked again until `timeout`.
+func connectRetryingEINTR(_ fd: Int32, _ addr: inout sockaddr_in, timeout: TimeInterval, what: some CustomStringConvertible) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while true {
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if rc == 0 || errno == EISCONN { return }
+        guard (errno == EINTR || errno == EALREADY) && Date() < deadline else {
+            throw HarnessError("connect to \(what): errno \(errno)")
+        }
+        usleep(1000)
     }
 }
