@@ -161,15 +161,14 @@ public enum ControllerAPI {
             json(VolumeView(await volume.snapshot()))
         }
         router.put("/v1/volume/size") { request, _ -> Response in
-            var request = request
-            let body: ByteBuffer
-            do { body = try await request.collectBody(upTo: maxBody) } catch {
-                return problem(.contentTooLarge, "body-too-large", "the body is larger than \(maxBody) bytes")
+            let expected = #"expected a JSON body {"size": BYTES}"#
+            let (data, object): (Data, [String: Any])
+            switch await jsonBody(request, expected) {
+            case .problem(let p): return p
+            case .object(let d, let o): (data, object) = (d, o)
             }
-            let data = Data(body.readableBytesView)
-            guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  Set(object.keys) == ["size"], let resize = try? JSONDecoder().decode(ResizeRequest.self, from: data) else {
-                return problem(.badRequest, "bad-body", #"expected a JSON body {"size": BYTES}"#)
+            guard Set(object.keys) == ["size"], let resize = try? JSONDecoder().decode(ResizeRequest.self, from: data) else {
+                return problem(.badRequest, "bad-body", expected)
             }
             let started = monotonicNanos()
             do throws(VolumeError) {
@@ -184,13 +183,14 @@ public enum ControllerAPI {
             json(await volume.snapshot().replicas.map(ReplicaView.init))
         }
         router.post("/v1/replicas") { request, _ -> Response in
-            var request = request
-            let body: ByteBuffer
-            do { body = try await request.collectBody(upTo: maxBody) } catch {
-                return problem(.contentTooLarge, "body-too-large", "the body is larger than \(maxBody) bytes")
+            let expected = #"expected a JSON body {"address":"HOST:PORT"}"#
+            let data: Data
+            switch await jsonBody(request, expected) {
+            case .problem(let p): return p
+            case .object(let d, _): data = d
             }
-            guard let add = try? JSONDecoder().decode(AddReplicaRequest.self, from: Data(body.readableBytesView)) else {
-                return problem(.badRequest, "bad-body", #"expected a JSON body {"address":"HOST:PORT"}"#)
+            guard let add = try? JSONDecoder().decode(AddReplicaRequest.self, from: data) else {
+                return problem(.badRequest, "bad-body", expected)
             }
             guard let address = ReplicaAddress(add.address.trimmingCharacters(in: .whitespaces)) else {
                 return problem(.badRequest, "bad-address", "not a HOST:PORT address: \(add.address)")
@@ -221,14 +221,10 @@ public enum ControllerAPI {
             json(QoSView(await target.qosStatus()))
         }
         router.put("/v1/qos") { request, _ -> Response in
-            var request = request
-            let body: ByteBuffer
-            do { body = try await request.collectBody(upTo: maxBody) } catch {
-                return problem(.contentTooLarge, "body-too-large", "the body is larger than \(maxBody) bytes")
-            }
-            let data = Data(body.readableBytesView)
-            guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-                return problem(.badRequest, "bad-body", "expected a JSON object of QoS limits")
+            let (data, object): (Data, [String: Any])
+            switch await jsonBody(request, "expected a JSON object of QoS limits") {
+            case .problem(let p): return p
+            case .object(let d, let o): (data, object) = (d, o)
             }
             let unknown = Set(object.keys).subtracting(QoSLimitsBody.fields)
             guard unknown.isEmpty else {
@@ -253,6 +249,26 @@ public enum ControllerAPI {
             return state == .offline ? text("offline\n", status: .serviceUnavailable) : text("ok\n")
         }
         return router
+    }
+
+    enum JSONBody {
+        case object(Data, [String: Any])
+        case problem(Response)
+    }
+
+    /// The request's body, at most `maxBody` bytes, as a JSON object; or the problem to answer
+    /// (413, or 400 with `expected` as the detail).
+    static func jsonBody(_ request: Request, _ expected: String) async -> JSONBody {
+        var request = request
+        let body: ByteBuffer
+        do { body = try await request.collectBody(upTo: maxBody) } catch {
+            return .problem(problem(.contentTooLarge, "body-too-large", "the body is larger than \(maxBody) bytes"))
+        }
+        let data = Data(body.readableBytesView)
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            return .problem(problem(.badRequest, "bad-body", expected))
+        }
+        return .object(data, object)
     }
 
     static func volumeProblem(_ error: VolumeError) -> Response {

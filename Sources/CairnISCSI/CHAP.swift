@@ -1,6 +1,7 @@
 #if canImport(Crypto)
 import Crypto
 #endif
+import CairnIO
 import Glibc
 
 /// CHAP user name and secret.
@@ -39,36 +40,11 @@ enum CHAP {
         return nil
     }
 
-    static func encodeHex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = Array("0x".utf8)
-        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
-        return String(decoding: out, as: UTF8.self)
-    }
+    static func encodeHex(_ bytes: [UInt8]) -> String { "0x" + Hex.encode(bytes) }
 
     static func decodeHex(_ s: [UInt8]) -> [UInt8]? {
         guard !s.isEmpty else { return nil }
-        func nib(_ c: UInt8) -> UInt8? {
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
-            default: return nil
-            }
-        }
-        var out: [UInt8] = []
-        out.reserveCapacity(s.count / 2 + 1)
-        var i = 0
-        if s.count % 2 == 1 {  // odd length: leading nibble stands alone
-            guard let n = nib(s[0]) else { return nil }
-            out.append(n); i = 1
-        }
-        while i + 1 < s.count {
-            guard let h = nib(s[i]), let l = nib(s[i + 1]) else { return nil }
-            out.append(h << 4 | l)
-            i += 2
-        }
-        return out
+        return Hex.decode(utf8: s, allowOddLength: true)
     }
 
     static func decodeBase64(_ s: [UInt8]) -> [UInt8]? {

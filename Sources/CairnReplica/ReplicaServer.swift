@@ -192,7 +192,7 @@ actor ReplicaSession {
             guard let nonces else {
                 try await refuse(h, .unauthorized, "a controller for \(hello.volume) did not authenticate (it has no --secret-file?)")
             }
-            guard let proof = hello.proof.flatMap(Hex.decode),
+            guard let proof = hello.proof.flatMap { Hex.decode($0) },
                   secret.verify(proof, .controller, controllerNonce: nonces.controller, replicaNonce: nonces.replica) else {
                 try await refuse(h, .unauthorized, "a controller for \(hello.volume) failed to prove the volume's secret")
             }

@@ -11,29 +11,13 @@ import Testing
 @Suite struct ReplicaGrowTests {
     static let mib: UInt64 = 1 << 20
 
-    final class Fixture {
-        let directory = "/tmp/cairn-grow-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let loop: EventLoop
-        let logger = Logger(label: "test")
-
-        init() throws {
-            loop = try EventLoop()
-            loop.start()
-        }
-
-        deinit {
-            loop.stopAndJoin()
-            try? FileManager.default.removeItem(atPath: directory)
-        }
-    }
-
     static func fileSize(_ path: String) -> UInt64 {
         var st = stat()
         return stat(path, &st) == 0 ? UInt64(st.st_size) : 0
     }
 
     @Test func aGrowIsPersistedWithItsMapsAndTheFormerSizeStillOpensIt() async throws {
-        let f = try Fixture()
+        let f = try ReplicaFixture("grow")
         defer { withExtendedLifetime(f) {} }
         let (dir, loop, logger) = (f.directory, f.loop, f.logger)
         let record = EpochRecord(epoch: 3, membershipID: 7, members: ["a", "b"])
@@ -90,7 +74,7 @@ import Testing
     }
 
     @Test func aGrowCutShortBeforeItsMetadataIsUndoneOnReopen() async throws {
-        let f = try Fixture()
+        let f = try ReplicaFixture("grow")
         defer { withExtendedLifetime(f) {} }
         let (dir, loop, logger) = (f.directory, f.loop, f.logger)
         try await loop.run { () async throws in

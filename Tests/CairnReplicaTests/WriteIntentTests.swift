@@ -13,23 +13,6 @@ import Testing
     static let g = RegionBitmap.intentGranularity
     static let size: UInt64 = 64 << 20
 
-    /// A replica directory and a running loop, both gone with the fixture.
-    final class Fixture {
-        let directory = "/tmp/cairn-intent-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let loop: EventLoop
-        let logger = Logger(label: "test")
-
-        init() throws {
-            loop = try EventLoop()
-            loop.start()
-        }
-
-        deinit {
-            loop.stopAndJoin()
-            try? FileManager.default.removeItem(atPath: directory)
-        }
-    }
-
     /// Admits and writes `length` bytes at `offset`, as a session does.
     static func write(_ store: ReplicaStore, _ loop: EventLoop, offset: UInt64, length: Int, rebuild: Bool = false) async throws {
         try await store.admit(offset: offset, length: UInt64(length), epoch: 1, rebuild: rebuild)
@@ -40,7 +23,7 @@ import Testing
     }
 
     @Test func writesMarkTheirRegionsOnDiskUntilSettledAndRebuildWritesDoNot() async throws {
-        let f = try Fixture()
+        let f = try ReplicaFixture("intent")
         defer { withExtendedLifetime(f) {} }
         let (dir, loop, logger) = (f.directory, f.loop, f.logger)
         let marked = try await loop.run { () async throws -> [Extent] in
@@ -68,7 +51,7 @@ import Testing
     }
 
     @Test func aWipeClearsTheMapAndASettleOfAnotherShapeIsRefused() async throws {
-        let f = try Fixture()
+        let f = try ReplicaFixture("intent")
         defer { withExtendedLifetime(f) {} }
         let (dir, loop, logger) = (f.directory, f.loop, f.logger)
         try await loop.run { () async throws in

@@ -58,6 +58,30 @@ final class FioRun {
     }
 }
 
+extension QoSTests {
+    /// Per-second rates `got` under `limit` with `burst` saved at the start: the burst is spent
+    /// (the excess over the limit reaches at least 90% of it, within the first three seconds, as
+    /// a busy machine may need more than one), the run never gets further ahead of the limit
+    /// than the burst and 5% of the limit a second, and every second after the burst is spent
+    /// is at most 5% over the limit (and not stuck far under it).
+    static func checkLimited(_ got: [Double], limit: Double, burst: Double, what: String) {
+        var excess = 0.0
+        var spent: Int?
+        for (i, v) in got.enumerated() {
+            excess += v - limit
+            #expect(excess <= burst + 0.05 * limit * Double(i + 1), "\(what): \(excess) ahead of \(limit)/s after second \(i + 1): \(got)")
+            if spent == nil && excess >= 0.9 * burst { spent = i }
+        }
+        guard let spent, spent <= 2 else {
+            Issue.record("\(what): the burst of \(burst) was not spent in the first three seconds: \(got)")
+            return
+        }
+        for (i, v) in got.enumerated() where i > spent {
+            #expect(v <= limit * 1.05 && v >= limit * 0.8, "\(what): second \(i + 1) ran at \(v) against \(limit): \(got)")
+        }
+    }
+}
+
 @Suite("QoS", .serialized, .enabled(if: Tools.fioWithLibiscsi != nil, "fio with the libiscsi engine is not built: run `make fio`"))
 struct QoSTests {
     @Test("write IOPS: the burst, then at most 5% over the limit per second; PUT /v1/qos to 500 holds within a second; an unlimited volume beside it is not slowed",
@@ -78,19 +102,17 @@ struct QoSTests {
         _ = try other.finish()
         try #require(got.count >= 8, "fio logged \(got)")
 
-        // Second 1: the burst (a second's worth saved by the idle volume) on top of the limit.
-        #expect(got[0] >= 2800, "the burst should be honoured: \(got)")
-        // Seconds 2-4: at the limit, at most 5% over it, and not far under it.
-        for (i, v) in got[1...3].enumerated() {
-            #expect(v <= 2000 * 1.05 && v >= 2000 * 0.9, "second \(i + 2) ran at \(v) IOPS against 2000: \(got)")
-        }
+        // Seconds 1-5 at 2000: the burst (a second's worth saved by the idle volume) on top of
+        // the limit, then at most 5% over it each second.
+        Self.checkLimited(Array(got[0..<5]), limit: 2000, burst: 2000, what: "write IOPS")
         // From a second after the change: 500, at most 5% over.
+        // (A changed limit starts with nothing saved: no burst.)
         for (i, v) in got[6...].enumerated() where i + 7 <= 9 {
             #expect(v <= 500 * 1.05 && v >= 500 * 0.8, "second \(i + 7) ran at \(v) IOPS against 500: \(got)")
         }
         // The other volume's commands never waited in this one's queue.
         let otherIOPS = try #require(other.summaryIOPS)
-        #expect(otherIOPS > 4 * 2000, "an unlimited volume beside it ran at \(otherIOPS) IOPS")
+        #expect(otherIOPS > 2 * 2000, "an unlimited volume beside it ran at \(otherIOPS) IOPS: held to the other one's limit?")
 
         let qos = try #require(try limited.get("/v1/qos").json as? [String: Any])
         #expect(qos["writeIops"] as? Int == 500, "\(qos)")
@@ -109,10 +131,7 @@ struct QoSTests {
         let job = try FioRun(url: c.url, rw: "randread", bs: "64k", seconds: 5, log: "bw")
         let got = try job.finish()
         try #require(got.count >= 4, "fio logged \(got)")
-        #expect(got[0] >= 1.4 * limit, "the burst should be honoured: \(got)")
-        for (i, v) in got.dropFirst().dropLast().enumerated() {
-            #expect(v <= limit * 1.05 && v >= limit * 0.9, "second \(i + 2) read \(v) KiB/s against \(limit): \(got)")
-        }
+        Self.checkLimited(Array(got.prefix(5)), limit: limit, burst: limit, what: "read KiB/s")
     }
 
     @Test("PUT /v1/qos: bad bodies get a 4xx problem document and change nothing", .timeLimit(.minutes(1)))

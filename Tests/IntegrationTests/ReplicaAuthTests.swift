@@ -3,6 +3,7 @@
 // Hostile handshakes are sent over a raw socket to a real replica of a serving volume (in the
 // style of ReplicaBadInputTests); mismatched pairs are real processes.
 
+import CairnIO
 import CairnWire
 import Foundation
 import Testing
@@ -68,14 +69,6 @@ struct ForgedHandshake {
 struct ReplicaAuthTests {
     static let size: UInt64 = 64 << 20
 
-    /// Whether the peer closes the connection before the socket's receive timeout.
-    static func closes(_ c: RawISCSIClient) -> Bool {
-        while true {
-            let (bytes, why) = c.receive(1)
-            if bytes == nil { return why == .closed }
-        }
-    }
-
     static func refusedCount(_ r: CairnReplicaProcess) throws -> Int {
         let text = try HTTPClient.get(try #require(r.http) + "/metrics").text
         let line = text.split(separator: "\n").first { $0.hasPrefix("cairn_replica_handshakes_refused_total{reason=\"unauthorized\"}") }
@@ -108,7 +101,7 @@ struct ReplicaAuthTests {
             let hello = Hello(volume: v.name, size: Self.size, blockSize: 512, epoch: 0)
             try c.send(wireFrame(WireHeader(opcode: .hello, seq: 1), WireJSON.encode(hello)))
             #expect(try readReply(c, "no secret").0.wireStatus == .unauthorized)
-            #expect(Self.closes(c), "no secret: the replica should close the connection")
+            #expect(ReplicaBadInputTests.closes(c), "no secret: the replica should close the connection")
             #expect(replica.logText.dropFirst(mark).contains("did not authenticate"),
                     "no secret: the replica should log why:\n\(replica.logText.dropFirst(mark))")
         }
@@ -118,7 +111,7 @@ struct ReplicaAuthTests {
             let c = try RawISCSIClient(port: replica.port, timeoutSeconds: 5)
             var forged = ForgedHandshake()
             #expect(try forged.run(c, volume: v.name, size: Self.size, secret: wrong, realSecret: secret) == .unauthorized)
-            #expect(Self.closes(c), "wrong secret: the replica should close the connection")
+            #expect(ReplicaBadInputTests.closes(c), "wrong secret: the replica should close the connection")
             #expect(replica.logText.dropFirst(mark).contains("failed to prove the volume's secret"),
                     "wrong secret: the replica should log why:\n\(replica.logText.dropFirst(mark))")
         }
@@ -137,7 +130,7 @@ struct ReplicaAuthTests {
             try c.send(captured.sent[1])
             #expect(try readReply(c, "replayed hello").0.wireStatus == .unauthorized,
                     "a proof made for another nonce must not be accepted")
-            #expect(Self.closes(c), "replay: the replica should close the connection")
+            #expect(ReplicaBadInputTests.closes(c), "replay: the replica should close the connection")
             #expect(replica.logText.dropFirst(mark).contains("failed to prove the volume's secret"),
                     "replay: the replica should log why:\n\(replica.logText.dropFirst(mark))")
         }
