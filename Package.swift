@@ -2,7 +2,9 @@
 // Cairn: replicated block storage. One module per layer, as in DESIGN.md:
 // CCairn (C shim) -> CairnIO (event loop) -> CairnBlock (block stores) -> CairnSCSI -> CairnISCSI -> cairn;
 // CairnWire (replica protocol) -> CairnReplica (replica store, server) and CairnVolume (replica set) -> cairn;
-// CairnVolume and CairnReplica -> CairnAPI (HTTP API and /metrics, Hummingbird) -> cairn
+// CairnVolume and CairnReplica -> CairnAPI (HTTP API and /metrics, Hummingbird) -> cairn;
+// CairnClient (the apiserver's REST models and HTTP client) -> CairnControl (apiserver, state store,
+// orchestrators) -> cairn. The control plane knows nothing of the data path's modules.
 import PackageDescription
 
 // The data-path modules skip Swift's dynamic exclusivity checks in release builds: the profile of
@@ -35,6 +37,11 @@ let package = Package(
         // loop group) and ServiceLifecycle (to stop the server gracefully without signal handlers).
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // The control plane: desired state in SQLite, HTTP clients (CLI -> apiserver -> controllers),
+        // YAML output of the CLI.
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .target(
@@ -105,10 +112,34 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(name: "CProcess", cSettings: [.define("_GNU_SOURCE")]),
+        .target(
+            name: "CairnClient",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .target(
+            name: "CairnControl",
+            dependencies: [
+                "CairnClient", "CProcess",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "cairn",
             dependencies: [
                 "CairnISCSI", "CairnSCSI", "CairnBlock", "CairnIO", "CairnWire", "CairnReplica", "CairnVolume", "CairnAPI",
+                "CairnClient", "CairnControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -36,6 +36,12 @@ struct VolumeView: Encodable {
     }
 }
 
+/// `GET /v1/status`: the volume and its replicas, taken from one snapshot.
+struct StatusView: Encodable {
+    var volume: VolumeView
+    var replicas: [ReplicaView]
+}
+
 /// One element of `GET /v1/replicas`.
 struct ReplicaView: Encodable {
     var address: String

@@ -136,6 +136,7 @@ public enum HTTPEndpointError: Error, CustomStringConvertible {
 /// | `PUT /v1/volume/size` `{"size":BYTES}` | 200 + `VolumeView` once grown; 409 smaller or not writable; 422 not a block multiple |
 /// | `GET /v1/qos`, `PUT /v1/qos` | `QoSView`; PUT takes `QoSLimitsBody` (400 bad body or unknown field, 422 bad value) |
 /// | `GET /v1/replicas` | `[ReplicaView]` |
+/// | `GET /v1/status` | `StatusView`: both of the above from one snapshot (what the apiserver polls) |
 /// | `POST /v1/replicas` `{"address":"HOST:PORT"}` | 201 + the replica list; 409 if present; 400 bad body |
 /// | `DELETE /v1/replicas/{id or address}` | 204; 404 unknown; 409 if quorum would break |
 /// | `GET /v1/stats` | `VolumeStatsView` (Jiva's `/v1/stats` fields) |
@@ -181,6 +182,10 @@ public enum ControllerAPI {
         }
         router.get("/v1/replicas") { _, _ -> Response in
             json(await volume.snapshot().replicas.map(ReplicaView.init))
+        }
+        router.get("/v1/status") { _, _ -> Response in
+            let s = await volume.snapshot()
+            return json(StatusView(volume: VolumeView(s), replicas: s.replicas.map(ReplicaView.init)))
         }
         router.post("/v1/replicas") { request, _ -> Response in
             let expected = #"expected a JSON body {"address":"HOST:PORT"}"#

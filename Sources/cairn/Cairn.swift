@@ -4,7 +4,8 @@ import ArgumentParser
 struct Cairn: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cairn",
-        abstract: "Cairn: replicated block storage. One binary, one subcommand per process role.",
-        subcommands: [ControllerCommand.self, ReplicaCommand.self]
+        abstract: "Cairn: replicated block storage. One binary: the processes (controller, replica, apiserver) and the CLI over the apiserver.",
+        subcommands: [ControllerCommand.self, ReplicaCommand.self, ApiserverCommand.self, VolumeCommand.self,
+                      PoolCommand.self, EventsCommand.self]
     )
 }

@@ -6,9 +6,20 @@ import CairnWire
 import Glibc
 import Logging
 
+/// `cairn replica`: run a replica (the default: `cairn replica --dir ... --listen ...`), or list and
+/// replace a volume's replicas through the apiserver.
 struct ReplicaCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replica",
+        abstract: "Serve a replica (the default subcommand), or list and replace a volume's replicas through the apiserver.",
+        subcommands: [ReplicaServeCommand.self, ReplicaListCommand.self, ReplicaReplaceCommand.self],
+        defaultSubcommand: ReplicaServeCommand.self
+    )
+}
+
+struct ReplicaServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
         abstract: "Keep one copy of a volume's data in a directory and serve it to the volume's controller."
     )
 
@@ -51,6 +62,7 @@ struct ReplicaCommand: AsyncParsableCommand {
         loop.start()
         let store: ReplicaStore
         do {
+            try DirectoryLock.acquire(dir)
             store = try ReplicaStore(directory: dir, size: size?.bytes, loop: loop, logger: logger)
         } catch {
             logger.critical("\(error)")

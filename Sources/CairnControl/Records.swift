@@ -1,0 +1,112 @@
+import CairnClient
+import Foundation
+@_implementationOnly import GRDB
+
+// The desired state's rows (SQLite through GRDB). Each table has one owner that writes it: the
+// API handlers write specs (pools, volumes, a replica's removal), the reconciler writes what it
+// decided (placements of replacements, process records) and deletes what it finished removing.
+
+/// `pool`: a directory for replicas.
+struct PoolRecord: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
+    static let databaseTableName = "pool"
+    var name: String
+    var path: String
+    /// JSON object of labels.
+    var labels: String
+    var state: String
+    var createdAt: String
+
+    var labelMap: [String: String] { JSONText.decode(labels) ?? [:] }
+    var poolState: PoolState { PoolState(rawValue: state) ?? .ready }
+}
+
+/// `volume`: a volume's spec and the ports of its controller.
+struct VolumeRecord: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
+    static let databaseTableName = "volume"
+    var name: String
+    var size: Int64
+    var replicaCount: Int
+    var minHealthy: Int
+    /// JSON of `QoS`.
+    var qos: String
+    /// JSON object of labels a pool must have.
+    var poolSelector: String
+    /// active | deleting
+    var phase: String
+    var portalPort: Int
+    var apiPort: Int
+    /// Bumped by every spec change (PATCH); the reconciler pushes changes it has not pushed yet.
+    var generation: Int
+    var createdAt: String
+
+    var qosValue: QoS { JSONText.decode(qos) ?? QoS() }
+    var selector: [String: String] { JSONText.decode(poolSelector) ?? [:] }
+    var deleting: Bool { phase == "deleting" }
+}
+
+/// `replica`: one replica's placement.
+struct ReplicaRecord: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
+    static let databaseTableName = "replica"
+    var id: String
+    var volume: String
+    var pool: String
+    var port: Int
+    /// Its data directory (inside the pool's path).
+    var directory: String
+    /// active | replacing (to be removed once its replacement is RW) | replacement (added for another)
+    var role: String
+    /// For a replacement: the id of the replica it takes the place of.
+    var replaces: String?
+    var createdAt: String
+}
+
+/// `process`: a process the local orchestrator started, so that a restarted apiserver can adopt it.
+struct ProcessRecord: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
+    static let databaseTableName = "process"
+    /// `VOLUME/controller` or `VOLUME/replica/ID`.
+    var key: String
+    var volume: String
+    var pid: Int32
+    /// Field 22 of /proc/PID/stat (clock ticks after boot): with the pid, it names one process for good.
+    var startTicks: Int64
+    /// The command line: a JSON array of the argv (as /proc/PID/cmdline shows it).
+    var cmdline: String
+
+    var argv: [String] { JSONText.decode(cmdline) ?? [] }
+    var startedAt: String
+    var restarts: Int
+}
+
+/// `event`: the event log.
+struct EventRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
+    static let databaseTableName = "event"
+    var id: Int64?
+    var time: String
+    var type: String
+    var volume: String?
+    var replica: String?
+    var message: String
+
+    mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+
+    var event: Event { Event(id: id ?? 0, time: time, type: type, volume: volume, replica: replica, message: message) }
+}
+
+enum JSONText {
+    static func encode<T: Encodable>(_ value: T) -> String {
+        (try? String(decoding: WireJSON.encoder().encode(value), as: UTF8.self)) ?? "{}"
+    }
+
+    static func decode<T: Decodable>(_ text: String, as: T.Type = T.self) -> T? {
+        try? JSONDecoder().decode(T.self, from: Data(text.utf8))
+    }
+}
+
+/// RFC 3339 timestamps in UTC, with milliseconds.
+enum Timestamp {
+    static func now() -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: Date())
+    }
+}

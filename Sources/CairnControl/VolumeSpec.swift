@@ -1,0 +1,101 @@
+import CairnClient
+import Foundation
+@_implementationOnly import GRDB
+
+/// Checks and defaults of volume specs, and the answers they make.
+enum VolumeSpec {
+    static let maxReplicas = 5
+    static let alignment: UInt64 = 4096
+
+    /// A create request made whole (defaults filled in) and checked; throws the 422 to answer.
+    static func normalized(_ c: VolumeCreate) throws -> VolumeCreate {
+        try Names.check(c.name, what: "volume name")
+        var c = c
+        try checkSize(c.size)
+        let replicas = c.replicas ?? 3
+        guard (1...maxReplicas).contains(replicas) else {
+            throw APIFailure.invalid("invalid-replicas", "replicas must be 1 to \(maxReplicas), not \(replicas)")
+        }
+        c.replicas = replicas
+        let minHealthy = c.minHealthy ?? (replicas / 2 + 1)
+        guard (1...replicas).contains(minHealthy) else {
+            throw APIFailure.invalid("invalid-min-healthy", "minHealthy must be 1 to \(replicas) (the replica count), not \(minHealthy)")
+        }
+        c.minHealthy = minHealthy
+        var qos = c.qos ?? QoS()
+        try checkQoS(qos)
+        if qos.burstSeconds == nil { qos.burstSeconds = 1 }
+        c.qos = qos
+        c.poolSelector = c.poolSelector ?? [:]
+        try Names.checkLabels(c.poolSelector!, what: "poolSelector")
+        return c
+    }
+
+    static func checkSize(_ size: UInt64) throws {
+        guard size > 0, size % alignment == 0 else {
+            throw APIFailure.invalid("invalid-size", "size must be a positive multiple of \(alignment) bytes, not \(size)")
+        }
+        guard size <= 1 << 50 else { throw APIFailure.invalid("invalid-size", "size must be at most 1 PiB") }
+    }
+
+    static func checkQoS(_ q: QoS) throws {
+        for (name, v) in [("iops", q.iops), ("readIops", q.readIops), ("writeIops", q.writeIops),
+                          ("bandwidth", q.bandwidth), ("readBandwidth", q.readBandwidth),
+                          ("writeBandwidth", q.writeBandwidth)] where v == 0 {
+            throw APIFailure.invalid("invalid-qos", "qos.\(name) must be positive (leave it out for no limit)")
+        }
+        if let b = q.burstSeconds, !(b.isFinite && b >= 0 && b <= 3600) {
+            throw APIFailure.invalid("invalid-qos", "qos.burstSeconds must be between 0 and 3600")
+        }
+    }
+
+    /// Whether an existing volume has the spec a create asks for (a repeated create answers 200).
+    static func matches(_ v: VolumeRecord, _ c: VolumeCreate) -> Bool {
+        UInt64(v.size) == c.size && v.replicaCount == c.replicas && v.minHealthy == c.minHealthy
+            && v.qosValue == c.qos && v.selector == (c.poolSelector ?? [:])
+    }
+
+    enum Created {
+        case created(VolumeRecord)
+        case existing(VolumeRecord)
+    }
+
+    /// Records a new volume and its replicas' placement in one transaction, or finds the same one.
+    static func create(_ c: VolumeCreate, store: StateStore, config: ControlConfig) throws -> Created {
+        try store.write { db in
+            if let existing = try VolumeRecord.fetchOne(db, key: c.name) {
+                guard !existing.deleting else {
+                    throw APIFailure(.conflict, "volume-deleting", "volume \(c.name) is being deleted")
+                }
+                guard matches(existing, c) else {
+                    throw APIFailure(.conflict, "volume-exists", "volume \(c.name) exists with another spec")
+                }
+                return .existing(existing)
+            }
+            let pools = try PoolRecord.fetchAll(db)
+            let all = try ReplicaRecord.fetchAll(db)
+            let sizes = Dictionary(uniqueKeysWithValues: try VolumeRecord.fetchAll(db).map { ($0.name, UInt64($0.size)) })
+            let selector = c.poolSelector ?? [:]
+            let ready = pools.filter { p in p.poolState == .ready && selector.allSatisfy { p.labelMap[$0.key] == $0.value } }
+            let count = c.replicas ?? 3
+            guard ready.count >= count else {
+                throw APIFailure.invalid("not-enough-pools", "\(count) replicas need \(count) ready pools\(selector.isEmpty ? "" : " matching the selector"); there are \(ready.count)")
+            }
+            let fits = Placement.candidates(pools: pools, replicas: all, sizes: sizes, size: c.size, selector: selector,
+                                            excluded: [])
+            guard fits.count >= count else {
+                throw APIFailure.invalid("insufficient-capacity", "\(c.size) bytes fit on \(fits.count) ready pool(s) of the \(count) needed")
+            }
+            let ports = try Placement.allocatePorts(db, count: 2 + count, range: config.ports, host: config.portalHost)
+            let v = VolumeRecord(name: c.name, size: Int64(c.size), replicaCount: count, minHealthy: c.minHealthy ?? 1,
+                                 qos: JSONText.encode(c.qos ?? QoS()), poolSelector: JSONText.encode(selector),
+                                 phase: "active", portalPort: ports[0], apiPort: ports[1], generation: 1,
+                                 createdAt: Timestamp.now())
+            try v.insert(db)
+            for (i, pool) in fits.prefix(count).enumerated() {
+                try ReplicaRecord.new(volume: c.name, pool: pool, port: ports[2 + i], role: "active").insert(db)
+            }
+            return .created(v)
+        }
+    }
+}
