@@ -28,7 +28,7 @@ SWIFT ?= swift
 SWIFT_BUILD_FLAGS ?=
 SECONDS ?= 60
 
-DEPS_APT := liburing-dev libiscsi-bin libiscsi-dev libsqlite3-dev tgt qemu-utils qemu-block-extra \
+DEPS_APT := liburing-dev libiscsi-bin libiscsi-dev libsqlite3-dev sqlite3 tgt qemu-utils qemu-block-extra \
             python3 iproute2 coreutils util-linux libc6-dev
 FIO_APT  := dpkg-dev build-essential pkg-config zlib1g-dev libaio-dev python3-venv
 

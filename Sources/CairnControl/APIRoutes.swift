@@ -182,7 +182,8 @@ struct APIRoutes: Sendable {
     }
 
     private func createVolume(_ request: Request) async throws -> Response {
-        let body = try VolumeSpec.normalized(try await Body.decode(request, as: VolumeCreate.self, fields: VolumeCreate.fields))
+        let body = try VolumeSpec.normalized(try await Body.decode(request, as: VolumeCreate.self, fields: VolumeCreate.fields,
+                                                                     nested: ["qos": QoS.fields]))
         switch try VolumeSpec.create(body, store: store, config: config) {
         case .existing(let v):
             return Answer.json(await view(v, try store.replicas(of: v.name)))
@@ -196,7 +197,7 @@ struct APIRoutes: Sendable {
     }
 
     private func patchVolume(_ name: String, _ request: Request) async throws -> Response {
-        let body = try await Body.decode(request, as: VolumePatch.self, fields: VolumePatch.fields)
+        let body = try await Body.decode(request, as: VolumePatch.self, fields: VolumePatch.fields, nested: ["qos": QoS.fields])
         if let s = body.size { try VolumeSpec.checkSize(s) }
         if let q = body.qos { try VolumeSpec.checkQoS(q) }
         try store.write { db in

@@ -52,7 +52,9 @@ struct APIFailure: Error {
 enum Body {
     static let maxBody = 1 << 20
 
-    static func decode<T: Decodable>(_ request: Request, as: T.Type, fields: Set<String>) async throws -> T {
+    /// `nested` names the fields of objects inside (e.g. "qos"), checked the same way.
+    static func decode<T: Decodable>(_ request: Request, as: T.Type, fields: Set<String>,
+                                     nested: [String: Set<String>] = [:]) async throws -> T {
         var request = request
         let buffer: ByteBuffer
         do { buffer = try await request.collectBody(upTo: maxBody) } catch {
@@ -62,9 +64,14 @@ enum Body {
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw APIFailure(.badRequest, "bad-body", "the body must be a JSON object")
         }
-        let unknown = Set(object.keys).subtracting(fields)
+        var unknown = Set(object.keys).subtracting(fields).sorted()
+        for (key, inner) in nested {
+            if let o = object[key] as? [String: Any] {
+                unknown += Set(o.keys).subtracting(inner).sorted().map { "\(key).\($0)" }
+            }
+        }
         guard unknown.isEmpty else {
-            throw APIFailure(.badRequest, "unknown-field", "unknown field(s): \(unknown.sorted().joined(separator: ", "))")
+            throw APIFailure(.badRequest, "unknown-field", "unknown field(s): \(unknown.joined(separator: ", "))")
         }
         do { return try JSONDecoder().decode(T.self, from: data) } catch {
             throw APIFailure(.badRequest, "bad-body", describe(error))

@@ -23,7 +23,7 @@ enum HTTPClient {
     /// Sends `method` to `url` (http://HOST:PORT/PATH) and returns the whole answer; throws on a
     /// connection failure, a timeout (`timeout` seconds for each send and receive) or a reply
     /// that is not HTTP.
-    static func request(_ method: String, _ url: String, body: String? = nil,
+    static func request(_ method: String, _ url: String, body: String? = nil, headers: [String: String] = [:],
                         timeout: TimeInterval = 10) throws -> HTTPReply {
         guard url.hasPrefix("http://") else { throw HarnessError("not an http:// URL: \(url)") }
         let rest = url.dropFirst("http://".count)
@@ -50,6 +50,7 @@ enum HTTPClient {
         let payload = Array((body ?? "").utf8)
         var head = "\(method) \(path) HTTP/1.1\r\nHost: \(hostPort)\r\nConnection: close\r\n"
         if body != nil { head += "Content-Type: application/json\r\n" }
+        for (k, v) in headers { head += "\(k): \(v)\r\n" }
         head += "Content-Length: \(payload.count)\r\n\r\n"
         let out = Array(head.utf8) + payload
         var sent = 0
