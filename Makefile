@@ -3,8 +3,9 @@
 #
 #   make deps          Debian packages the tools need (apt-get, only if missing)
 #   make build         swift build (debug)          make release   (release build of cairn)
-#   make run           a demo volume: cairn controller on 127.0.0.1:3260, until Ctrl-C
-#   make test          swift test, then the conformance run; non-zero on any failure
+#   make run           the apiserver (127.0.0.1:9400), three pools and the volume demo, until Ctrl-C
+#   make test          swift test, the conformance run, schemathesis against the apiserver;
+#                      non-zero on any failure
 #   make unit          swift test alone
 #   make conformance   libiscsi's iscsi-test-cu against cairn (Tests/conformance/)
 #   make perf          fio matrix in rounds, cairn (file, 1 and 3 replicas) vs tgt, scaling, charts
@@ -35,7 +36,7 @@ FIO_APT  := dpkg-dev build-essential pkg-config zlib1g-dev libaio-dev python3-ve
 DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)/cairn
 RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path)/cairn
 
-.PHONY: deps deps-perf venv build release run test unit conformance perf perf-check perf-baseline bench fio fuzz clean
+.PHONY: deps deps-perf venv test-venv build release run test unit conformance perf perf-check perf-baseline bench fio fuzz clean
 
 deps:
 	@scripts/deps.sh $(DEPS_APT)
@@ -56,10 +57,11 @@ run: deps release
 # conformance run goes on when unit tests fail, so one CI run reports both.
 # fio (built once into .cache/fio) is a prerequisite: the fio verify integration test must run,
 # not skip, on a fresh clone.
-test: deps build fio
+test: deps build fio test-venv
 	@rc=0; \
 	$(SWIFT) test $(SWIFT_BUILD_FLAGS) || rc=1; \
 	CAIRN_BIN="$(DEBUG_BIN)" Tests/conformance/run.sh || rc=1; \
+	CAIRN_BIN="$(DEBUG_BIN)" Tests/apiserver/schemathesis.sh || rc=1; \
 	if [ $$rc -ne 0 ]; then echo "make test: FAILED (see above)"; else echo "make test: OK"; fi; \
 	exit $$rc
 
@@ -75,6 +77,10 @@ fio: deps-perf
 # matplotlib (PyPI) for the perf report's charts, in .venv of the checkout
 venv: deps-perf
 	@scripts/venv.sh
+
+# schemathesis (PyPI) for the apiserver's OpenAPI conformance run, in the same .venv
+test-venv: deps-perf
+	@scripts/venv.sh Tests/apiserver/requirements.txt
 
 perf: deps-perf release fio venv
 	CAIRN_BIN="$(RELEASE_BIN)" Perf/run

@@ -51,20 +51,15 @@ for i in 1 2 3; do
     "$BIN" pool add "p$i" --path "$DIR/pools/p$i" >/dev/null
 done
 if "$BIN" volume get "$NAME" >/dev/null 2>&1; then
-    _log "volume $NAME exists: waiting for it to be healthy"
-    "$BIN" volume create "$NAME" --size "$SIZE" --wait >/dev/null 2>&1 || true
-    "$BIN" volume get "$NAME" >/dev/null
-    for _ in $(seq 1 300); do
-        "$BIN" volume get "$NAME" -o json | grep -q '"state" : "healthy"' && break
-        sleep 0.2
-    done
+    _log "volume $NAME is there (its processes were stopped with the last apiserver): starting it"
+    "$BIN" volume get "$NAME" --wait >/dev/null
 else
     "$BIN" volume create "$NAME" --size "$SIZE" --replicas 3 --wait >/dev/null
 fi
 URL=$("$BIN" volume get "$NAME" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"]["url"])')
 
 fio_bin="$ROOT/.cache/fio/fio"
-[ -x "$fio_bin" ] || fio_bin="$ROOT/.cache/fio/fio   # build it first: make fio"
+[ -x "$fio_bin" ] || fio_bin="$ROOT/.cache/fio/fio"  # make fio builds it
 "$BIN" volume get "$NAME"
 cat <<EOT
 

@@ -209,6 +209,13 @@ struct APIRoutes: Sendable {
                 guard s > UInt64(v.size) else {
                     throw APIFailure(.conflict, "volume-shrink", "a volume only grows: \(name) has \(v.size) bytes, asked \(s)")
                 }
+                // As at create: each replica's pool must have the new size free.
+                let pools = Dictionary(uniqueKeysWithValues: try PoolRecord.fetchAll(db).map { ($0.name, $0) })
+                for r in try ReplicaRecord.filter(Column("volume") == name).fetchAll(db) {
+                    guard let p = pools[r.pool], let fs = Placement.filesystem(p.path), fs.free >= s else {
+                        throw APIFailure.invalid("insufficient-capacity", "\(s) bytes do not fit on pool \(r.pool) (replica \(r.id))")
+                    }
+                }
                 v.size = Int64(s)
                 changed = true
             }

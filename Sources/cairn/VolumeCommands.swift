@@ -89,11 +89,14 @@ struct VolumeListCommand: AsyncParsableCommand {
 struct VolumeGetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "get", abstract: "Show a volume, its replicas and status.")
     @Argument var name: String
+    @Flag(help: "Wait until the volume is healthy, showing progress, then show it.") var wait = false
+    @Option(help: "With --wait: give up after this many seconds.") var timeout: Double = 300
     @OptionGroup var options: ClientOptions
 
     func run() async throws {
         try await runClient(options) { client in
-            let v: Volume = try await client.call("GET", "/v1/volumes/\(pathComponent(name))")
+            let v: Volume = wait ? try await waitHealthy(client, name: name, timeout: timeout)
+                : try await client.call("GET", "/v1/volumes/\(pathComponent(name))")
             if options.output.format == .table {
                 print(Render.table(Volume.tableHeader, [v.tableRow]))
                 print("")
