@@ -563,6 +563,47 @@ def disk_cell(s):
     return fmt(s["disk_iops"]["median"]) + ms
 
 
+def load_control_plane(rundir):
+    """Perf/controlplane.py's figures (RUNDIR/controlplane.json), or None when it did not run."""
+    path = os.path.join(rundir, "controlplane.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def control_plane_section(c):
+    if not c:
+        return []
+    goals = c.get("goals", {})
+
+    def verdict(v, goal):
+        return "" if v is None or goal is None else (" (goal < %g: %s)" % (goal, "met" if v < goal else "NOT met"))
+
+    healthy = c.get("seconds_to_healthy")
+    md = ["", "## Control plane", "",
+          f"One `cairn apiserver` (local orchestrator) creates {c['volumes']} volumes of {c['size_mib']} MiB with "
+          f"{c['replicas']} replicas each on three pools in the scratch folder (creates 8 at a time), then the "
+          f"volumes idle for {c['idle_seconds']:g} s.", "",
+          "| figure | value |", "|---|---:|",
+          f"| volumes healthy | {c['healthy']}/{c['volumes']} |",
+          f"| seconds from the first create until all are healthy | "
+          f"{'%.1f' % healthy if healthy is not None else 'not all healthy'} |",
+          f"| idle CPU of all {c.get('processes', '?')} volume processes together, % of one CPU | "
+          f"{c['idle_cpu_percent_of_one_cpu']:.2f}{verdict(c['idle_cpu_percent_of_one_cpu'], goals.get('idle_cpu_percent'))} |"]
+    for k, label in (("rss_controller_mb", "RSS per controller, MB (median / max)"),
+                     ("rss_replica_mb", "RSS per replica, MB (median / max)")):
+        if c.get(k):
+            md.append(f"| {label} | {c[k]['median']:.1f} / {c[k]['max']:.1f} |")
+    if c.get("rss_apiserver_mb"):
+        md.append(f"| RSS of the apiserver, MB | {c['rss_apiserver_mb']:.1f} |")
+    lm = c.get("list_ms")
+    if lm:
+        md.append(f"| GET /v1/volumes ms, median / p99 / max ({lm['n']} requests) | {lm['median']:.1f} / "
+                  f"{lm['p99']:.1f}{verdict(lm['p99'], goals.get('list_p99_ms'))} / {lm['max']:.1f} |")
+    return md
+
+
 def cmd_report(rundir):
     with open(os.path.join(rundir, "meta.json")) as f:
         meta = json.load(f)
@@ -602,7 +643,7 @@ def cmd_report(rundir):
                if meta.get("pin_cpu", "none") != "none" else ""))
     md = [f"# Cairn perf: {meta['date']}", ""]
     if not jobs:  # the QoS accuracy part alone (Perf/run --qos-only): no matrix settings to describe
-        md += [f"- fio {meta['fio']} (libiscsi engine); the QoS accuracy runs only, no matrix", host]
+        md += [f"- fio {meta['fio']} (libiscsi engine); no matrix: only the QoS accuracy or control-plane runs asked for", host]
     else:
         md += ["- targets: " + "; ".join(f"**{t}**: {meta['describe'][t]}" for t in targets),
                f"- fio {meta['fio']} (libiscsi engine), numjobs=1, volume {meta['size_mib']} MiB on "
@@ -666,6 +707,8 @@ def cmd_report(rundir):
                 md.append(f"| {j} | {t} | {fmt_spread(s['iops'])} | {lat} | {fmt(s['cpu_s_per_mio']['median'], 1)} "
                           f"| {fmt(s['ctx_per_io']['median'], 2)} | {disk_cell(s)} |")
     md += qos_section(qos, meta["size_mib"])
+    control = load_control_plane(rundir)
+    md += control_plane_section(control)
     if charts:
         md += ["", "## Charts", ""] + [f"![{title}]({name})" for name, title in charts]
     elif chart_note:
@@ -677,6 +720,8 @@ def cmd_report(rundir):
     bad = [f"{j}/{t}" for j in jobs for t in targets if summary[j][t]["failed"] or not summary[j][t]["ok"]]
     bad += [f"{j}/{t}" for j, per in scale_summary.items() for t, s in per.items() if s["failed"] or not s["ok"]]
     bad += [f"qos/{r['name']}" for r in (qos or {}).get("runs", []) if not r["ok"]]
+    if os.path.exists(os.path.join(rundir, "controlplane.out")) and not control:
+        bad.append("control-plane")
     if bad:
         print("failed runs: " + ", ".join(bad), file=sys.stderr)
         return 1
