@@ -106,6 +106,7 @@ let package = Package(
             dependencies: [
                 "CairnVolume", "CairnReplica", "CairnWire", "CairnIO", "CairnSCSI",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -13,6 +13,7 @@ import Logging
 // Hence the compiler's warning about `@_implementationOnly` without library evolution: it is
 // safe here because no public or inlinable declaration of CairnAPI mentions these modules.
 @_implementationOnly import Hummingbird
+@_implementationOnly import HummingbirdCore
 @_implementationOnly import NIOPosix
 @_implementationOnly import ServiceLifecycle
 
@@ -55,15 +56,29 @@ public final class HTTPEndpoint: Sendable {
                              logger: Logger) async throws -> HTTPEndpoint {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let (bound, boundCont) = AsyncStream<Result<Int, any Error>>.makeStream()
-        let app = Application(
-            router: router,
+        // The server without Hummingbird's `Application`: that one also runs a cache of the Date
+        // header, a timer on the global executor every second, which woke an idle controller's
+        // threads about 0.4 ms a second (2% of a CPU for 50 volumes). At the few requests a
+        // controller gets, the header is formatted per response instead.
+        let responder = router.buildResponder()
+        let server = try HTTPServerBuilder.http1().buildServer(
             configuration: .init(address: .hostname(host, port: port), serverName: "cairn"),
-            onServerRunning: { channel in boundCont.yield(.success(channel.localAddress?.port ?? port)) },
-            eventLoopGroupProvider: .shared(group),
-            logger: logger
+            eventLoopGroup: group,
+            logger: logger,
+            responder: { request, writer, channel in
+                let context = BasicRequestContext(source: .init(channel: channel, logger: logger))
+                var response: Response
+                do { response = try await responder.respond(to: request, context: context) } catch {
+                    response = Response(status: .internalServerError)
+                }
+                response.headers[.date] = httpDate()
+                response.headers[.server] = "cairn"
+                try await writer.write(response: response.head, body: response.body)
+            },
+            onServerRunning: { channel in boundCont.yield(.success(channel.localAddress?.port ?? port)) }
         )
         // No shutdown or cancellation signals: `stop()` triggers the graceful shutdown.
-        let services = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        let services = ServiceGroup(configuration: .init(services: [server], logger: logger))
         let task = Task<Void, Never> {
             do {
                 try await services.run()
@@ -117,6 +132,16 @@ public final class HTTPEndpoint: Sendable {
         var it = first.makeAsyncIterator()
         return await it.next() ?? false
     }
+}
+
+/// Now as an HTTP date (RFC 9110: `Sun, 06 Nov 1994 08:49:37 GMT`).
+func httpDate() -> String {
+    var t = time(nil)
+    var tm = tm()
+    gmtime_r(&t, &tm)
+    var buf = [CChar](repeating: 0, count: 40)
+    let n = strftime(&buf, buf.count, "%a, %d %b %Y %H:%M:%S GMT", &tm)
+    return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 public enum HTTPEndpointError: Error, CustomStringConvertible {

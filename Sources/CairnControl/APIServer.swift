@@ -1,5 +1,6 @@
 import CairnClient
 import Crypto
+import Dispatch
 import Foundation
 @_implementationOnly import Hummingbird
 import Logging
@@ -71,6 +72,12 @@ public enum APIServer {
             },
             logger: logger
         )
+        // A child that exits wakes the loop at once (adopted processes are not children: the
+        // loop's idle tick sees them go).
+        let sigchld = DispatchSource.makeSignalSource(signal: SIGCHLD, queue: .global())
+        sigchld.setEventHandler { reconciler.wake() }
+        sigchld.resume()
+        defer { sigchld.cancel() }
         let loop = ReconcileService(reconciler: reconciler)
         let group = ServiceGroup(configuration: .init(services: [app, loop], gracefulShutdownSignals: [.sigterm, .sigint],
                                                       logger: logger))

@@ -14,15 +14,20 @@ public struct ControlConfig: Sendable {
     public var poolRoot: String?
     /// The log level given to the volumes' processes.
     public var processLogLevel: String
-    /// How often the reconcile loop runs (it also runs at once after each change through the API).
+    /// How often the reconcile loop runs while anything is unsettled (a volume not healthy, a
+    /// replacement or spec change pending, a process down); it also runs at once after each change
+    /// through the API and each exit of a child process.
     public var tickSeconds: Double
+    /// How often it runs while everything is settled (processes that are not its children, adopted
+    /// from a previous apiserver, are seen to exit within this).
+    public var idleTickSeconds: Double
     /// How often a healthy volume's controller is asked for its status (a volume that is not
     /// healthy, or has work pending, every tick).
     public var pollSeconds: Double
 
     public init(dataDir: String, portalHost: String = "127.0.0.1", replicaHost: String = "127.0.0.1",
                 ports: ClosedRange<Int> = 20000...29999, poolRoot: String? = nil, processLogLevel: String = "info",
-                tickSeconds: Double = 0.25, pollSeconds: Double = 2) {
+                tickSeconds: Double = 0.25, idleTickSeconds: Double = 1, pollSeconds: Double = 2) {
         self.dataDir = dataDir
         self.portalHost = portalHost
         self.replicaHost = replicaHost
@@ -30,6 +35,7 @@ public struct ControlConfig: Sendable {
         self.poolRoot = poolRoot
         self.processLogLevel = processLogLevel
         self.tickSeconds = tickSeconds
+        self.idleTickSeconds = idleTickSeconds
         self.pollSeconds = pollSeconds
     }
 

@@ -32,8 +32,10 @@ actor Reconciler {
     private let logger: Logger
     private var live: [String: LiveVolume] = [:]
     private var clients: [String: ControllerClient] = [:]
-    private let wakeStream: AsyncStream<Void>
-    private let wakeContinuation: AsyncStream<Void>.Continuation
+    /// The loop's sleep between passes, which `wake()` ends early.
+    private var sleeper: CheckedContinuation<Void, Never>?
+    private var sleepGeneration = 0
+    private var wakePending = false
     /// Set once processes were adopted and the first pass ran: `/readyz`.
     private(set) var ready = false
     private(set) var passes: UInt64 = 0
@@ -45,7 +47,6 @@ actor Reconciler {
         self.events = events
         self.config = config
         self.logger = logger
-        (wakeStream, wakeContinuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
     /// Runs the loop until the task is cancelled: adoption first, then a pass every tick or at
@@ -57,28 +58,51 @@ actor Reconciler {
                               "adopted \(key) (pid \(pid)), still running from the previous apiserver")
             }
         }
-        let tick = UInt64(config.tickSeconds * 1e9)
+        let tick = UInt64(config.tickSeconds * 1e9), idleTick = UInt64(config.idleTickSeconds * 1e9)
         while !Task.isCancelled {
             let t0 = Self.now()
-            await pass()
+            let settled = await pass()
             lastPassSeconds = Self.now() - t0
             passes += 1
             ready = true
-            // Sleep a tick, or less when woken.
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { try? await Task.sleep(nanoseconds: tick) }
-                group.addTask { [wakeStream] in
-                    var it = wakeStream.makeAsyncIterator()
-                    _ = await it.next()
-                }
-                _ = await group.next()
-                group.cancelAll()
+            await sleep(nanoseconds: settled ? idleTick : tick)
+        }
+    }
+
+    /// Sleeps a tick, or less when woken (a wake during the pass ends the next sleep at once).
+    private func sleep(nanoseconds: UInt64) async {
+        if wakePending {
+            wakePending = false
+            return
+        }
+        sleepGeneration += 1
+        let generation = sleepGeneration
+        await withCheckedContinuation { c in
+            sleeper = c
+            Task {
+                try? await Task.sleep(nanoseconds: nanoseconds)
+                await self.endSleep(generation)
             }
         }
     }
 
+    private func endSleep(_ generation: Int) {
+        guard generation == sleepGeneration, let s = sleeper else { return }
+        sleeper = nil
+        s.resume()
+    }
+
+    private func wakeNow() {
+        if let s = sleeper {
+            sleeper = nil
+            s.resume()
+        } else {
+            wakePending = true
+        }
+    }
+
     /// Runs a pass soon (a spec changed).
-    nonisolated func wake() { wakeContinuation.yield() }
+    nonisolated func wake() { Task { await self.wakeNow() } }
 
     static func now() -> Double {
         var ts = timespec()
@@ -88,14 +112,16 @@ actor Reconciler {
 
     // MARK: - One pass
 
-    func pass() async {
+    /// One pass over every volume; returns whether all of them are settled (nothing to wait for).
+    @discardableResult
+    func pass() async -> Bool {
         let volumes: [VolumeRecord], replicas: [ReplicaRecord]
         do {
             volumes = try store.volumes()
             replicas = try store.replicas()
         } catch {
             logger.error("reconcile: cannot read the state store: \(error)")
-            return
+            return false
         }
         // Processes of volumes (or replicas) that are no longer wanted: stop them.
         var wanted = Set<String>()
@@ -109,15 +135,19 @@ actor Reconciler {
             await orchestrator.stop(key, graceSeconds: 10)
         }
         let byVolume = Dictionary(grouping: replicas, by: \.volume)
-        await withTaskGroup(of: Void.self) { group in
+        let settled = await withTaskGroup(of: Bool.self) { group in
             for v in volumes {
                 group.addTask { await self.reconcile(v, byVolume[v.name] ?? []) }
             }
+            var all = true
+            for await one in group where !one { all = false }
+            return all
         }
         for name in live.keys where !volumes.contains(where: { $0.name == name }) {
             live[name] = nil
             if let c = clients.removeValue(forKey: name) { await c.shutdown() }
         }
+        return settled
     }
 
     private func client(_ v: VolumeRecord) -> ControllerClient {
@@ -127,10 +157,12 @@ actor Reconciler {
         return c
     }
 
-    private func reconcile(_ v: VolumeRecord, _ initial: [ReplicaRecord]) async {
+    /// Reconciles one volume; returns whether it is settled: healthy, every replica active, its
+    /// spec applied, every process running.
+    private func reconcile(_ v: VolumeRecord, _ initial: [ReplicaRecord]) async -> Bool {
         if v.deleting {
             await remove(v, initial)
-            return
+            return false
         }
         var replicas = initial
         do {
@@ -146,6 +178,9 @@ actor Reconciler {
         await alignReplicaSet(v, replicas)
         await finishReplacements(v, replicas)
         await pushSpec(v)
+        guard let l = live[v.name] else { return false }
+        return l.view?.volume.state == "healthy" && replicas.allSatisfy { $0.role == "active" }
+            && l.pushedGeneration == v.generation && l.processes.values.allSatisfy(\.running)
     }
 
     // MARK: - Processes
@@ -159,6 +194,7 @@ actor Reconciler {
         live[v.name] = l
         for change in changes {
             if case .restarted(let key, let pid, let after, let restarts) = change {
+                live[v.name]?.viewAt = 0  // ask the controller again at once: what it said is old now
                 events.record("process.restarted", volume: v.name, replica: replicaID(key),
                               "\(key) \(after); restarted as pid \(pid) (restart \(restarts))")
             }

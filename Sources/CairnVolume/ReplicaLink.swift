@@ -229,7 +229,9 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
     private func watchdog() async {
         let tick = max(20_000_000, timeout / 8)
         while failedReason == nil {
-            await loop.sleep(nanoseconds: tick)
+            // On the tick's boundaries of the monotonic clock: the watchdogs of all of a volume's
+            // links wake together, one wake-up of an idle loop instead of one per link.
+            await loop.sleep(nanoseconds: tick - monotonicNanos() % tick)
             guard failedReason == nil else { return }
             let now = monotonicNanos()
             var oldest = UInt64.max

@@ -202,6 +202,41 @@ struct ControlPlaneTests {
         #expect(events.output.contains("replica.replaced"), "\(events)")
     }
 
+    @Test("a replica whose process cannot stay up is replaced on another pool; `replica replace` replaces one on request",
+          .timeLimit(.minutes(4)))
+    func replacements() throws {
+        let api = try CairnAPIServer(pools: 4)
+        defer { api.stop() }
+        let r = try api.cli(["volume", "create", "vol", "--size", "32MiB", "--replicas", "2", "--wait"])
+        try #require(r.succeeded, "\(r)")
+        let url = try #require(try api.status("vol")["url"] as? String)
+        #expect(try qemuIO(url, "write -P 0x42 0 2M").succeeded)
+        // The replica's directory becomes a file: every start of its process fails.
+        let first = try #require((try api.status("vol")["replicas"] as? [[String: Any]])?.first)
+        let id = try #require(first["id"] as? String), dir = try #require(first["directory"] as? String)
+        let pid = try #require((first["pid"] as? Int).map(Int32.init))
+        try FileManager.default.removeItem(atPath: dir)
+        try Data("not a directory".utf8).write(to: URL(fileURLWithPath: dir))
+        kill(pid, SIGKILL)
+        try waitUntil(90, "the crash-looping replica replaced", describe: { (try? api.cli(["events"]).output) ?? "" }) {
+            let reps = try api.status("vol")["replicas"] as? [[String: Any]] ?? []
+            return !reps.contains { $0["id"] as? String == id } && reps.count == 2
+                && reps.allSatisfy { $0["mode"] as? String == "RW" && $0["role"] as? String == "active" }
+        }
+        let events = try api.cli(["events"]).output
+        #expect(events.contains("its process cannot stay up") && events.contains("replica.replaced"), "\(events)")
+        let rd = try qemuIO(url, "read -P 0x42 0 2M")
+        #expect(rd.succeeded && !rd.output.contains("Pattern verification failed"), "\(rd)")
+
+        // On request: the CLI waits until the new one is rebuilt and the old one is gone.
+        let second = try #require((try api.status("vol")["replicas"] as? [[String: Any]])?.first?["id"] as? String)
+        let rr = try api.cli(["replica", "replace", "vol", second, "--wait"], timeout: 120)
+        #expect(rr.succeeded, "\(rr)")
+        let after = try #require(try api.status("vol")["replicas"] as? [[String: Any]])
+        #expect(after.count == 2 && !after.contains { $0["id"] as? String == second })
+        #expect(try qemuIO(url, "read -P 0x42 0 2M").succeeded)
+    }
+
     @Test("bad input: each answered 4xx with a problem document, and the state unchanged", .timeLimit(.minutes(3)))
     func badInput() throws {
         let api = try CairnAPIServer(pools: 2)
