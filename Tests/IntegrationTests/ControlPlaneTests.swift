@@ -24,6 +24,7 @@ private func qemuIO(_ url: String, _ command: String) throws -> ToolResult {
     try Tools.run("qemu-io", ["-f", "raw", "-c", command, url], timeout: 60)
 }
 
+extension ExclusiveSuites {
 @Suite("Control plane", .serialized)
 struct ControlPlaneTests {
     @Test("lifecycle through the CLI: pools, volumes of 1 and 3 replicas created with --wait, I/O, list healthy, delete removes processes and data",
@@ -58,6 +59,28 @@ struct ControlPlaneTests {
         // Three replicas on three distinct pools.
         let three = try #require(try api.status("three")["replicas"] as? [[String: Any]])
         #expect(Set(three.compactMap { $0["pool"] as? String }).count == 3)
+
+        // The volume's secret: 0600, passed to its processes by file.
+        let secret = api.dataDir.appendingPathComponent("volumes/three/secret").path
+        let mode = (try FileManager.default.attributesOfItem(atPath: secret)[.posixPermissions] as? Int) ?? 0
+        #expect(mode == 0o600, "secret mode \(String(mode, radix: 8))")
+        // Stats from the controller; a live grow and a live QoS change through the CLI.
+        let stats = try #require(try api.cliJSON(["volume", "stats", "three"]) as? [String: Any])
+        #expect((stats["writeOps"] as? Int ?? 0) > 0 && stats["size"] as? Int == 64 << 20, "\(stats)")
+        let threeURL = try #require(try api.status("three")["url"] as? String)
+        let grow = try api.cli(["volume", "expand", "three", "--size", "96MiB"])
+        #expect(grow.succeeded, "\(grow)")
+        try waitUntil(30, "the controller serves 96 MiB", describe: { api.log }) {
+            try api.status("three")["servedSize"] as? Int == 96 << 20
+        }
+        let info = try Tools.run("qemu-img", ["info", "--output=json", threeURL])
+        #expect(info.output.contains("\"virtual-size\": \(96 << 20)"), "\(info)")
+        let q = try api.cli(["volume", "qos", "three", "--qos-write-iops", "5000"])
+        #expect(q.succeeded, "\(q)")
+        let controllerAPI = try #require(try api.status("three")["controllerAPI"] as? String)
+        try waitUntil(10, "the controller's QoS has the new limit") {
+            (try HTTPClient.get(controllerAPI + "/v1/qos").json as? [String: Any])?["writeIops"] as? Int == 5000
+        }
 
         let list = try api.cli(["volume", "list"])
         #expect(list.succeeded)
@@ -228,12 +251,22 @@ struct ControlPlaneTests {
         let rd = try qemuIO(url, "read -P 0x42 0 2M")
         #expect(rd.succeeded && !rd.output.contains("Pattern verification failed"), "\(rd)")
 
+        // One more replica (POST .../replicas): placed on a pool the volume does not use, rebuilt, RW.
+        let added = try api.request("POST", "/v1/volumes/vol/replicas")
+        #expect(added.status == 201, "\(added)")
+        try waitUntil(60, "three RW replicas on three pools") {
+            let reps = try api.status("vol")["replicas"] as? [[String: Any]] ?? []
+            return reps.count == 3 && reps.allSatisfy { $0["mode"] as? String == "RW" }
+                && Set(reps.compactMap { $0["pool"] as? String }).count == 3
+        }
+        #expect(try api.volume("vol")["replicaCount"] as? Int == 3)
+
         // On request: the CLI waits until the new one is rebuilt and the old one is gone.
         let second = try #require((try api.status("vol")["replicas"] as? [[String: Any]])?.first?["id"] as? String)
         let rr = try api.cli(["replica", "replace", "vol", second, "--wait"], timeout: 120)
         #expect(rr.succeeded, "\(rr)")
         let after = try #require(try api.status("vol")["replicas"] as? [[String: Any]])
-        #expect(after.count == 2 && !after.contains { $0["id"] as? String == second })
+        #expect(after.count == 3 && !after.contains { $0["id"] as? String == second })
         #expect(try qemuIO(url, "read -P 0x42 0 2M").succeeded)
     }
 
@@ -365,5 +398,6 @@ struct ControlPlaneTests {
         #expect(count == 21)
     }
 }
+}  // extension ExclusiveSuites
 
 #endif

@@ -58,7 +58,7 @@ final class FioRun {
     }
 }
 
-extension QoSTests {
+extension ExclusiveSuites.QoSTests {
     /// Per-second rates `got` under `limit` with `burst` saved at the start: the burst is spent
     /// (the excess over the limit reaches at least 90% of it, within the first three seconds, as
     /// a busy machine may need more than one), the run never gets further ahead of the limit
@@ -82,6 +82,7 @@ extension QoSTests {
     }
 }
 
+extension ExclusiveSuites {
 @Suite("QoS", .serialized, .enabled(if: Tools.fioWithLibiscsi != nil, "fio with the libiscsi engine is not built: run `make fio`"))
 struct QoSTests {
     @Test("write IOPS: the burst, then at most 5% over the limit per second; PUT /v1/qos to 500 holds within a second; an unlimited volume beside it is not slowed",
@@ -201,3 +202,4 @@ struct QoSTests {
         #expect(!order.contains(itts[4]), "the aborted read must get no response")
     }
 }
+}  // extension ExclusiveSuites
