@@ -146,6 +146,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CairnIOTests", dependencies: ["CairnIO", "CCairn"]),
+        .testTarget(name: "CairnControlTests", dependencies: ["CairnControl", "CairnClient"]),
         .testTarget(name: "CairnBlockTests", dependencies: ["CairnBlock", "CairnIO"]),
         .testTarget(name: "CairnSCSITests", dependencies: ["CairnSCSI", "CairnBlock", "CairnIO"]),
         .testTarget(name: "CairnWireTests", dependencies: ["CairnWire", "CairnIO"]),

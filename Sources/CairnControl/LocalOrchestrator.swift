@@ -10,8 +10,8 @@ import Glibc
 /// never reaches it, and killing the apiserver leaves it serving), output appended to a log file.
 ///
 /// Every start is recorded (pid, start time, command line) in the state store before `ensure`
-/// returns; a restarted apiserver adopts a recorded process only when all three still match, so a
-/// reused pid is never taken for ours. A process that exits is restarted at once the first time,
+/// returns; a restarted apiserver adopts a recorded process only when all three still match
+/// (the binary by its name), so a reused pid is never taken for ours. A process that exits is restarted at once the first time,
 /// then after 1, 2, 4 ... up to 30 s while it keeps exiting within 30 s of its start; five such
 /// exits in a row make it `crashLooping` (the reconciler replaces such a replica).
 actor LocalOrchestrator: Orchestrator {
@@ -55,7 +55,14 @@ actor LocalOrchestrator: Orchestrator {
         var changes: [ProcessChange] = []
         let records = (try? store.processes()) ?? []
         for r in records {
-            if ProcFS.isAlive(r.pid, startTicks: r.startTicks), ProcFS.argv(r.pid) == r.argv {
+            let alive = ProcFS.isAlive(r.pid, startTicks: r.startTicks)
+            if alive, !Self.sameCommand(ProcFS.argv(r.pid), r.argv) {
+                // Our process (pid and start time match) with another command line than recorded:
+                // stopped, so that the one started now is never served beside it.
+                logger.warning("process \(r.key) (pid \(r.pid)) runs another command line than recorded: stopping it")
+                await stopForeign(r.pid, startTicks: r.startTicks)
+            }
+            if alive, Self.sameCommand(ProcFS.argv(r.pid), r.argv) {
                 managed[r.key] = Managed(pid: r.pid, startTicks: r.startTicks, cmdline: r.cmdline, isChild: false,
                                          startedAt: Self.now(), running: true, restarts: r.restarts, quickExits: 0,
                                          nextStart: 0, lastExit: nil)
@@ -73,6 +80,30 @@ actor LocalOrchestrator: Orchestrator {
 
     func keys() async -> [String] { Array(managed.keys) }
 
+    /// Seconds before the next start after `quickExits` exits in a row soon after starting: the
+    /// first restart at once, then 1, 2, 4 ... up to 30 s.
+    static func backoff(quickExits: Int) -> Double {
+        quickExits <= 1 ? 0 : min(maxBackoff, pow(2, Double(min(quickExits, 32) - 2)))
+    }
+
+    /// The same command: the same arguments, and a binary of the same name (a rebuilt or moved
+    /// `cairn` runs the same processes).
+    static func sameCommand(_ running: [String]?, _ recorded: [String]) -> Bool {
+        guard let running, let a = running.first, let b = recorded.first else { return false }
+        return running.dropFirst().elementsEqual(recorded.dropFirst())
+            && (a as NSString).lastPathComponent == (b as NSString).lastPathComponent
+    }
+
+    /// SIGTERM, then SIGKILL after 10 s, to a process that is not (or no longer) our child.
+    private func stopForeign(_ pid: Int32, startTicks: Int64) async {
+        kill(pid, SIGTERM)
+        let deadline = Self.now() + 10
+        while ProcFS.isAlive(pid, startTicks: startTicks) && Self.now() < deadline {
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+        if ProcFS.isAlive(pid, startTicks: startTicks) { kill(pid, SIGKILL) }
+    }
+
     func ensure(_ specs: [ProcessSpec]) async -> (status: [ProcessStatus], changes: [ProcessChange]) {
         var changes: [ProcessChange] = []
         var status: [ProcessStatus] = []
@@ -83,8 +114,7 @@ actor LocalOrchestrator: Orchestrator {
                     m.running = false
                     m.lastExit = why
                     m.quickExits = now - m.startedAt < Self.stableAfter ? m.quickExits + 1 : 1
-                    // The first restart at once, then 1, 2, 4 ... 30 s.
-                    let delay = m.quickExits <= 1 ? 0 : min(Self.maxBackoff, pow(2, Double(m.quickExits - 2)))
+                    let delay = Self.backoff(quickExits: m.quickExits)
                     m.nextStart = now + delay
                     logger.warning("process \(spec.key) (pid \(m.pid)) \(why); restarting in \(delay) s")
                 }
@@ -101,7 +131,7 @@ actor LocalOrchestrator: Orchestrator {
                                                   restarts: m.restarts))
                     } else {
                         m.quickExits += 1
-                        m.nextStart = now + min(Self.maxBackoff, pow(2, Double(max(0, m.quickExits - 2))))
+                        m.nextStart = now + Self.backoff(quickExits: m.quickExits)
                     }
                 }
                 managed[spec.key] = m
