@@ -7,7 +7,7 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "The apiserver's URL (default: $CAIRN_SERVER, else http://127.0.0.1:9400).")
     var server: String?
 
-    @Option(help: "File holding the API's bearer token (default: $CAIRN_TOKEN holds the token itself).")
+    @Option(help: "File holding the API's bearer token (default: $CAIRN_TOKEN_FILE, or the token itself in $CAIRN_TOKEN).")
     var tokenFile: String?
 
     @Option(name: [.customShort("o"), .long], help: "Output: table, json or yaml.")
@@ -38,7 +38,7 @@ struct ClientOptions: ParsableArguments {
     }
 }
 
-struct OutputFormatArgument: ExpressibleByArgument {
+struct OutputFormatArgument: ExpressibleByArgument, CustomStringConvertible {
     var format: OutputFormat
 
     init(format: OutputFormat) { self.format = format }
@@ -49,6 +49,8 @@ struct OutputFormatArgument: ExpressibleByArgument {
     }
 
     static var allValueStrings: [String] { OutputFormat.allCases.map(\.rawValue) }
+    var description: String { format.rawValue }
+    var defaultValueDescription: String { format.rawValue }
 }
 
 /// Runs a client command: its errors (the server's problem detail, an unreachable server) are
