@@ -224,14 +224,18 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
         r.release()
     }
 
+    /// This process's offset of the watchdogs' tick boundaries (see `watchdog`).
+    private static let phase = UInt64.random(in: 0..<(1 << 40))
+
     /// Fails the link when a request waits too long, and pings an idle replica so a hang is
     /// noticed without traffic.
     private func watchdog() async {
         let tick = max(20_000_000, timeout / 8)
         while failedReason == nil {
-            // On the tick's boundaries of the monotonic clock: the watchdogs of all of a volume's
-            // links wake together, one wake-up of an idle loop instead of one per link.
-            await loop.sleep(nanoseconds: tick - monotonicNanos() % tick)
+            // On the tick's boundaries, shifted by this process's phase: the watchdogs of all of a
+            // volume's links wake together (one wake-up of an idle loop, not one per link), and
+            // the volumes of a machine do not all wake at the same instant.
+            await loop.sleep(nanoseconds: tick - (monotonicNanos() &+ Self.phase) % tick)
             guard failedReason == nil else { return }
             let now = monotonicNanos()
             var oldest = UInt64.max
