@@ -3,7 +3,8 @@
 volumes of SIZE with REPLICAS replicas each (three pools under the scratch folder), and measures
 
   - the time from the first create until every volume is healthy (creates sent CONCURRENCY at a time),
-  - the idle CPU of all the volumes' processes together over IDLE seconds (from /proc/PID/stat),
+  - the idle CPU of all the volumes' processes together over IDLE seconds (their threads'
+    schedstat),
   - the memory of each controller and each replica (RSS, /proc/PID/status), median and max,
   - the latency of GET /v1/volumes (REQUESTS requests, one after another): median, p99, max.
 
@@ -28,16 +29,22 @@ import time
 import urllib.error
 import urllib.request
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
 def cpu_seconds(pid):
+    """CPU time of all the process's threads, from /proc/PID/task/*/schedstat (nanoseconds, exact).
+    /proc/PID/stat's utime and stime are sampled at the scheduler tick, and the volumes' timer
+    wake-ups fall on ticks often enough to be counted high (4.7% there against 3.8% here, one run)."""
+    total = 0
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-    except (OSError, IndexError, ValueError):
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
         return None
+    for t in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / 1e9
 
 
 def rss_bytes(pid):
