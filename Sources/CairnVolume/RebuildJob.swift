@@ -68,6 +68,13 @@ actor RebuildJob {
         try checkCancelled()
         // From here on the target receives every new write; what it lacks is fixed from now.
         guard await volume.setWriteOnly(key, job: self) else { throw .cancelled }
+        // But a write fanned out just before the switch went to the others only, and may still be
+        // landing on the source, in a region that was a hole: the allocated-extents list below,
+        // taken now, would miss it, and the target would turn RW without it. A lock over the whole
+        // volume, released at once, waits for every write in flight (new ones queue behind it for
+        // that moment, and go to the target too).
+        let bs = UInt64(volume.config.blockSize)
+        await volume.unlockRange(await volume.lockRange(lba: 0, count: (volumeSize + bs - 1) / bs))
         let extents: [Extent]
         if delta, let rec = targetRecord, let d = try await dirtyExtents(source, rec, epoch) {
             if ownIntent {

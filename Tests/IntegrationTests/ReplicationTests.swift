@@ -405,6 +405,13 @@ struct ReplicationTests {
             print("rebuild under fio: p99 clat ns \(text[r.upperBound...].prefix { $0.isNumber }); rebuild \(Int(measured)) B/s")
         }
         #expect(v.waitAllRW(timeout: 20), "\(v.log)")
+        // Every write reached the new replica: fio writes into regions the source had not
+        // allocated when the rebuild listed its extents (one in flight at the switch to WO was
+        // missed before the rebuild waited for those).
+        #expect(c.stop(timeout: 15, keepFiles: true) == 0)
+        let files = v.replicas.map(\.dataFile)
+        let differences = try files.dropFirst().map { try firstDifference(files[0], $0) }
+        #expect(differences.allSatisfy { $0 == nil }, "replica data differs from the first at \(differences)")
     }
 
     @Test("controller crash with a write on some replicas only: the restarted controller resyncs them; reads agree, replicas identical",
