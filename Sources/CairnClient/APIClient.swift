@@ -102,7 +102,8 @@ public final class JSONHTTPClient: Sendable {
         try Self.check(try await send(method, path, body: try body.map { try WireJSON.encoder().encode($0) }))
     }
 
-    static func check(_ answer: HTTPAnswer) throws {
+    /// Throws for an answer that is not a success: its problem document, or what it said.
+    public static func check(_ answer: HTTPAnswer) throws {
         guard answer.status >= 300 else { return }
         if let p = answer.problem { throw ClientError.problem(p) }
         throw ClientError.unexpected(answer.status, String(decoding: answer.body.prefix(500), as: UTF8.self))

@@ -245,8 +245,8 @@ struct APIRoutes: Sendable {
         }
         reconciler.wake()
         // Answer once it is gone (processes stopped, data removed), or 202 if that takes longer.
-        let deadline = Reconciler.now() + 30
-        while Reconciler.now() < deadline {
+        let deadline = Monotonic.seconds() + 30
+        while Monotonic.seconds() < deadline {
             if try store.volume(name) == nil { return Response(status: .noContent) }
             try await Task.sleep(nanoseconds: 50_000_000)
         }
@@ -268,7 +268,7 @@ struct APIRoutes: Sendable {
             guard mine.count < VolumeSpec.maxReplicas else {
                 throw APIFailure(.conflict, "too-many-replicas", "volume \(name) has \(mine.count) replicas, the most there can be")
             }
-            let sizes = Dictionary(uniqueKeysWithValues: try VolumeRecord.fetchAll(db).map { ($0.name, UInt64($0.size)) })
+            let sizes = try VolumeRecord.sizes(db)
             guard let pool = Placement.candidates(pools: try PoolRecord.fetchAll(db), replicas: all, sizes: sizes,
                                                   size: UInt64(v.size), selector: v.selector,
                                                   excluded: Set(mine.map(\.pool))).first else {

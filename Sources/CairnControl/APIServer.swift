@@ -111,14 +111,7 @@ struct ReconcileService: Service {
 enum Token {
     static func load(_ path: String, create: Bool, logger: Logger) throws -> String {
         if create && !FileManager.default.fileExists(atPath: path) {
-            let hex = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
-            let tmp = path + ".tmp"
-            let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw ControlError.io("cannot write \(tmp): \(String(cString: strerror(errno)))") }
-            _ = (hex + "\n").withCString { write(fd, $0, strlen($0)) }
-            fsync(fd)
-            close(fd)
-            guard rename(tmp, path) == 0 else { throw ControlError.io("cannot rename \(tmp)") }
+            try RandomSecret.create(at: path)
             logger.notice("made a new API token in \(path)")
         }
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {

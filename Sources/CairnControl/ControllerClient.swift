@@ -89,15 +89,13 @@ struct ControllerClient: Sendable {
     func grow(to size: UInt64) async throws {
         let answer = try await http.send("PUT", "/v1/volume/size", body: Data(#"{"size":\#(size)}"#.utf8),
                                          timeoutSeconds: 120)
-        if answer.status >= 300 { throw ClientError.problem(answer.problem ?? Problem(type: "", title: "", status: answer.status, detail: "")) }
+        try JSONHTTPClient.check(answer)
     }
 
     func addReplica(_ address: String) async throws {
         let answer = try await http.send("POST", "/v1/replicas", body: Data(#"{"address":"\#(address)"}"#.utf8))
         // 409: it is there already (a retry after a crash): done.
-        guard answer.status < 300 || answer.status == 409 else {
-            throw ClientError.problem(answer.problem ?? Problem(type: "", title: "", status: answer.status, detail: ""))
-        }
+        if answer.status != 409 { try JSONHTTPClient.check(answer) }
     }
 
     /// Removes a replica from the set; true when it is gone (or was never there), false when the
@@ -107,7 +105,8 @@ struct ControllerClient: Sendable {
         let answer = try await http.send("DELETE", "/v1/replicas/\(escaped)")
         if answer.status < 300 || answer.status == 404 { return true }
         if answer.status == 409 { return false }
-        throw ClientError.problem(answer.problem ?? Problem(type: "", title: "", status: answer.status, detail: ""))
+        try JSONHTTPClient.check(answer)
+        return true
     }
 
     func shutdown() async { await http.shutdown() }

@@ -45,12 +45,6 @@ actor LocalOrchestrator: Orchestrator {
         self.logger = logger
     }
 
-    private static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-
     func adopt() async -> [ProcessChange] {
         var changes: [ProcessChange] = []
         let records = (try? store.processes()) ?? []
@@ -64,7 +58,7 @@ actor LocalOrchestrator: Orchestrator {
             }
             if alive, Self.sameCommand(ProcFS.argv(r.pid), r.argv) {
                 managed[r.key] = Managed(pid: r.pid, startTicks: r.startTicks, cmdline: r.cmdline, isChild: false,
-                                         startedAt: Self.now(), running: true, restarts: r.restarts, quickExits: 0,
+                                         startedAt: Monotonic.seconds(), running: true, restarts: r.restarts, quickExits: 0,
                                          nextStart: 0, lastExit: nil)
                 changes.append(.adopted(key: r.key, pid: r.pid))
             } else {
@@ -97,8 +91,8 @@ actor LocalOrchestrator: Orchestrator {
     /// SIGTERM, then SIGKILL after 10 s, to a process that is not (or no longer) our child.
     private func stopForeign(_ pid: Int32, startTicks: Int64) async {
         kill(pid, SIGTERM)
-        let deadline = Self.now() + 10
-        while ProcFS.isAlive(pid, startTicks: startTicks) && Self.now() < deadline {
+        let deadline = Monotonic.seconds() + 10
+        while ProcFS.isAlive(pid, startTicks: startTicks) && Monotonic.seconds() < deadline {
             try? await Task.sleep(nanoseconds: 20_000_000)
         }
         if ProcFS.isAlive(pid, startTicks: startTicks) { kill(pid, SIGKILL) }
@@ -107,7 +101,7 @@ actor LocalOrchestrator: Orchestrator {
     func ensure(_ specs: [ProcessSpec]) async -> (status: [ProcessStatus], changes: [ProcessChange]) {
         var changes: [ProcessChange] = []
         var status: [ProcessStatus] = []
-        let now = Self.now()
+        let now = Monotonic.seconds()
         for spec in specs {
             if var m = managed[spec.key] {
                 if m.running, let why = exited(m) {
@@ -175,15 +169,15 @@ actor LocalOrchestrator: Orchestrator {
         }
         if m.running && exited(m) == nil {
             kill(m.pid, SIGTERM)
-            let deadline = Self.now() + graceSeconds
-            while exited(m) == nil && Self.now() < deadline {
+            let deadline = Monotonic.seconds() + graceSeconds
+            while exited(m) == nil && Monotonic.seconds() < deadline {
                 try? await Task.sleep(nanoseconds: 20_000_000)
             }
             if exited(m) == nil {
                 logger.warning("process \(key) (pid \(m.pid)) still runs \(graceSeconds) s after SIGTERM: SIGKILL")
                 kill(m.pid, SIGKILL)
-                let hard = Self.now() + 10
-                while exited(m) == nil && Self.now() < hard {
+                let hard = Monotonic.seconds() + 10
+                while exited(m) == nil && Monotonic.seconds() < hard {
                     try? await Task.sleep(nanoseconds: 20_000_000)
                 }
             }

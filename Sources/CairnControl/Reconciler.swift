@@ -60,9 +60,9 @@ actor Reconciler {
         }
         let tick = UInt64(config.tickSeconds * 1e9), idleTick = UInt64(config.idleTickSeconds * 1e9)
         while !Task.isCancelled {
-            let t0 = Self.now()
+            let t0 = Monotonic.seconds()
             let settled = await pass()
-            lastPassSeconds = Self.now() - t0
+            lastPassSeconds = Monotonic.seconds() - t0
             passes += 1
             ready = true
             await sleep(nanoseconds: settled ? idleTick : tick)
@@ -103,12 +103,6 @@ actor Reconciler {
 
     /// Runs a pass soon (a spec changed).
     nonisolated func wake() { Task { await self.wakeNow() } }
-
-    static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
 
     // MARK: - One pass
 
@@ -241,23 +235,14 @@ actor Reconciler {
         let path = config.secretFile(volume)
         if FileManager.default.fileExists(atPath: path) { return }
         try FileManager.default.createDirectory(atPath: config.volumeDir(volume), withIntermediateDirectories: true)
-        var bytes = [UInt8](repeating: 0, count: 32)
-        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
-        let hex = bytes.map { String(format: "%02x", $0) }.joined()
-        let tmp = path + ".tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw ControlError.io("cannot write \(tmp): \(String(cString: strerror(errno)))") }
-        _ = hex.withCString { write(fd, $0, strlen($0)) }
-        fsync(fd)
-        close(fd)
-        guard rename(tmp, path) == 0 else { throw ControlError.io("cannot rename \(tmp): \(String(cString: strerror(errno)))") }
+        try RandomSecret.create(at: path)
     }
 
     // MARK: - The controller's view
 
     private func poll(_ v: VolumeRecord, _ replicas: [ReplicaRecord]) async {
         var l = live[v.name] ?? LiveVolume()
-        let now = Self.now()
+        let now = Monotonic.seconds()
         let settled = l.view?.volume.state == "healthy" && replicas.allSatisfy { $0.role == "active" }
             && l.pushedGeneration == v.generation
         if settled && now - l.viewAt < config.pollSeconds { return }
@@ -390,7 +375,7 @@ actor Reconciler {
                 let all = try ReplicaRecord.fetchAll(db)
                 let mine = all.filter { $0.volume == v.name }
                 let pools = try PoolRecord.fetchAll(db)
-                let sizes = Dictionary(uniqueKeysWithValues: try VolumeRecord.fetchAll(db).map { ($0.name, UInt64($0.size)) })
+                let sizes = try VolumeRecord.sizes(db)
                 guard let pool = Placement.candidates(pools: pools, replicas: all, sizes: sizes, size: UInt64(v.size),
                                                       selector: v.selector, excluded: Set(mine.map(\.pool))).first else {
                     return nil

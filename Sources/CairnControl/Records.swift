@@ -40,6 +40,11 @@ struct VolumeRecord: Codable, FetchableRecord, PersistableRecord, Sendable, Equa
     var createdAt: String
 
     var qosValue: QoS { JSONText.decode(qos) ?? QoS() }
+
+    /// Every volume's size by name: what each pool has provisioned (placement's arithmetic).
+    static func sizes(_ db: Database) throws -> [String: UInt64] {
+        Dictionary(uniqueKeysWithValues: try VolumeRecord.fetchAll(db).map { ($0.name, UInt64($0.size)) })
+    }
     var selector: [String: String] { JSONText.decode(poolSelector) ?? [:] }
     var deleting: Bool { phase == "deleting" }
 }

@@ -74,7 +74,7 @@ enum VolumeSpec {
             }
             let pools = try PoolRecord.fetchAll(db)
             let all = try ReplicaRecord.fetchAll(db)
-            let sizes = Dictionary(uniqueKeysWithValues: try VolumeRecord.fetchAll(db).map { ($0.name, UInt64($0.size)) })
+            let sizes = try VolumeRecord.sizes(db)
             let selector = c.poolSelector ?? [:]
             let ready = pools.filter { p in p.poolState == .ready && selector.allSatisfy { p.labelMap[$0.key] == $0.value } }
             let count = c.replicas ?? 3
