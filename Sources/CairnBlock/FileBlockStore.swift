@@ -127,6 +127,23 @@ public final class FileBlockStore: BlockStore, @unchecked Sendable {
         return (true, max(1, (dataEnd - off + bs - 1) / bs))
     }
 
+    /// The allocated byte ranges of the file within [from, to), in order (SEEK_DATA/SEEK_HOLE;
+    /// ranges are in filesystem blocks). Synchronous: a few system calls per range.
+    public func allocatedRanges(from: UInt64, to: UInt64) -> [(offset: UInt64, length: UInt64)] {
+        var out: [(offset: UInt64, length: UInt64)] = []
+        let end = min(to, blockCount * UInt64(blockSize))
+        var off = from
+        while off < end {
+            let data = lseek(fd, off_t(off), CCAIRN_SEEK_DATA)
+            guard data >= 0, UInt64(data) < end else { break }
+            let hole = lseek(fd, off_t(data), CCAIRN_SEEK_HOLE)
+            let stop = hole < 0 ? end : min(UInt64(hole), end)
+            if stop > UInt64(data) { out.append((UInt64(data), stop - UInt64(data))) }
+            off = max(stop, UInt64(data) + 1)
+        }
+        return out
+    }
+
     /// Makes the file `size` bytes (larger, a multiple of the block size) and the new size durable.
     /// The new blocks read as zeros (a hole).
     public func grow(to size: UInt64) throws(BlockStoreError) {

@@ -25,6 +25,31 @@ struct ReplicaMetadata: Codable, Equatable {
     /// The newest membership persisted here; nil while new or wiped (no data worth serving).
     var record: EpochRecord?
     var maps: [MapEntry] = []
+    /// The head layer's file (where writes go); nil: `volume.img`, as before snapshots existed.
+    var head: String?
+    /// The snapshot the head sits on (its parent layer); nil: the head is the only layer.
+    var headParent: String?
+    /// Snapshots in the order they were created (or installed by a rebuild): a tree of layers,
+    /// each on its parent; the head's chain is the head, its parent, that one's parent...
+    var snapshots: [SnapshotEntry]?
+    /// The number of the next layer file (`layer-N.img`).
+    var nextLayer: Int?
+
+    struct SnapshotEntry: Codable, Equatable {
+        var id: String
+        var name: String
+        var createdAt: Double
+        /// The layer file that holds what was written between its parent and it.
+        var file: String
+        var parent: String?
+        /// The volume's size when it was taken (its layer file's size).
+        var size: UInt64
+        /// Being merged into its children (the delete finishes after a restart too).
+        var deleting: Bool?
+    }
+
+    var headFile: String { head ?? "volume.img" }
+    var snapshotList: [SnapshotEntry] { snapshots ?? [] }
 
     mutating func grow(to newSize: UInt64) {
         formerSizes = (formerSizes ?? []) + [size]

@@ -253,7 +253,7 @@ actor ReplicaSession {
             begin(.flush(h))
         case .unmap:
             try await reader.skip(Int(h.payloadLength))
-            do { try await store.admit(offset: h.offset, length: h.extent, epoch: h.epoch, rebuild: false) } catch {
+            do { try await store.admit(offset: h.offset, length: h.extent, epoch: h.epoch, rebuild: h.flags.contains(.rebuild)) } catch {
                 writer.enqueue(OutFrame(h.reply(error)))
                 return
             }
@@ -317,9 +317,35 @@ actor ReplicaSession {
             do { try await store.resize(to: h.extent, epoch: h.epoch); writer.enqueue(OutFrame(h.reply(.ok))) } catch {
                 writer.enqueue(OutFrame(h.reply(error)))
             }
+        case .snapshots:
+            try await reader.skip(Int(h.payloadLength))
+            writer.enqueue(OutFrame(h.reply(.ok), control: WireJSON.encode(await store.snapshotList())))
+        case .snapshot, .revert, .installSnapshots, .deleteSnapshot:
+            // Inline, after every request before it: a snapshot holds every write acknowledged
+            // before it and none after; a revert or install must not race a write.
+            let payload = try await reader.readControl(h)
+            await waitForIdle()
+            do throws(WireStatus) {
+                switch h.opcode {
+                case .snapshot: try await store.createSnapshot(try decode(SnapshotCreate.self, payload), epoch: h.epoch)
+                case .revert: try await store.revert(try decode(SnapshotRef.self, payload), epoch: h.epoch)
+                case .installSnapshots: try await store.installSnapshots(try decode(SnapshotList.self, payload), epoch: h.epoch)
+                default: try await store.deleteSnapshot(try decode(SnapshotRef.self, payload), epoch: h.epoch)
+                }
+                writer.enqueue(OutFrame(h.reply(.ok)))
+            } catch {
+                writer.enqueue(OutFrame(h.reply(error)))
+            }
         case .hello, .auth:
             try await reader.skip(Int(h.payloadLength))
             writer.enqueue(OutFrame(h.reply(.badRequest)))
+        }
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws(WireStatus) -> T {
+        do { return try WireJSON.decode(type, bytes) } catch {
+            logger.warning("\(error)")
+            throw .badRequest
         }
     }
 
@@ -346,7 +372,7 @@ actor ReplicaSession {
         switch request {
         case .read(let h, let buf):
             do throws(WireStatus) {
-                try await store.read(offset: h.offset, length: Int(h.extent), into: buf)
+                try await store.read(offset: h.offset, length: Int(h.extent), into: buf, layer: h.layer)
                 writer.enqueue(OutFrame(h.reply(.ok), data: buf, crc: wireChecksum(buf.base, buf.count), release: true))
             } catch {
                 pool.give(buf)
@@ -355,15 +381,15 @@ actor ReplicaSession {
         case .write(let h, let buf, let rebuild):
             await answer(h, writer) { () async throws(WireStatus) in
                 defer { pool.give(buf) }
-                try await store.write(offset: h.offset, from: buf, fua: h.flags.contains(.fua), rebuild: rebuild)
+                try await store.write(offset: h.offset, from: buf, fua: h.flags.contains(.fua), rebuild: rebuild, layer: h.layer)
             }
         case .flush(let h):
             await answer(h, writer) { () async throws(WireStatus) in try await store.flush() }
         case .unmap(let h):
-            await answer(h, writer) { () async throws(WireStatus) in try await store.unmap(offset: h.offset, length: h.extent) }
+            await answer(h, writer) { () async throws(WireStatus) in try await store.unmap(offset: h.offset, length: h.extent, layer: h.layer) }
         case .allocatedExtents(let h):
             do throws(WireStatus) {
-                let list = try await store.allocatedExtents(offset: h.offset, length: h.extent)
+                let list = try await store.allocatedExtents(offset: h.offset, length: h.extent, layer: h.layer)
                 writer.enqueue(OutFrame(h.reply(.ok), control: WireJSON.encode(list)))
             } catch {
                 writer.enqueue(OutFrame(h.reply(error)))

@@ -4,12 +4,18 @@ import CairnWire
 import Glibc
 import Logging
 
-/// One replica's directory: the volume's data in a sparse file (O_DIRECT through the loop's
-/// io_uring), its metadata (epoch record, dirty maps) in replica.json, a dirty-region map file
-/// per absent member, and its write-intent map (intent.map): every region a write reached here
-/// stays marked until the controller settles it (the write is on every healthy member), so
-/// after a controller crash the regions where members may differ are known. Pinned to the
-/// event loop; every request of every connection is served here, interleaving only at awaits.
+/// One replica's directory: the volume's data in layers of sparse files (O_DIRECT through the
+/// loop's io_uring), its metadata (epoch record, dirty maps, snapshots) in replica.json, a
+/// dirty-region map file per absent member, and its write-intent map (intent.map): every region a
+/// write reached here stays marked until the controller settles it (the write is on every healthy
+/// member), so after a controller crash the regions where members may differ are known.
+///
+/// Snapshots are layers (redirect-on-write): writes go to the head layer; a snapshot freezes the
+/// head and starts a new, empty one on it, copying nothing. `LayerIndex` says which layer of the
+/// head's chain holds each 4 KiB granule, so a read costs the same however many snapshots there
+/// are. Deleting a snapshot merges what its layer alone holds into the layers on it, in the
+/// background (ReplicaStore+Snapshots.swift). Pinned to the event loop; every request of every
+/// connection is served here, interleaving only at awaits.
 public actor ReplicaStore {
     public nonisolated let loop: EventLoop
     public nonisolated let directory: String
@@ -21,13 +27,38 @@ public actor ReplicaStore {
     public static let dirtyGranularity = RegionBitmap.dirtyGranularity
     /// Offsets and lengths must be multiples of this (O_DIRECT, and the smallest SCSI block).
     public static let alignment: UInt64 = 512
+    /// The unit of the layer index: a filesystem block, so a layer file's allocation says
+    /// exactly which granules it holds.
+    public static let granule: UInt64 = 4096
 
-    let data: FileBlockStore
+    /// The head layer: every write of the volume lands here.
+    var data: FileBlockStore
     var meta: ReplicaMetadata
     var maps: [String: DirtyMap] = [:]
     let intent: DirtyMap
     var logger: Logger
     var metaPath: String { directory + "/replica.json" }
+
+    /// The layer files, their slots and the index of the head's chain.
+    var layers: LayerSet
+    /// Bumped by every change of the layers (see `SnapshotList.generation`).
+    var generation: UInt64 = 1
+    /// Head writes in flight, by generation (two): a merge into the head waits for the older one.
+    var headWrites: [Int] = [0, 0]
+    var writeGeneration = 0
+    var drainWaiters: [(gen: Int, c: UnsafeContinuation<Void, Never>)] = []
+    /// A range of the head a merge is filling: writes to it wait.
+    var mergeWindow: (start: UInt64, end: UInt64)?
+    var windowWaiters: [UnsafeContinuation<Void, Never>] = []
+    /// Granules being copied up from a lower layer before a write of part of them.
+    var promoting: Set<Int> = []
+    var promoteWaiters: [UnsafeContinuation<Void, Never>] = []
+    var slotWaiters: [UnsafeContinuation<Void, Never>] = []
+    var merging = false
+    var stopMerging = false
+    /// Bytes per second a merge copies when the delete did not say.
+    public static let defaultMergeRate: UInt64 = 64 << 20
+    var mergeRate: UInt64 = ReplicaStore.defaultMergeRate
 
     // Counters for `status` and /metrics.
     public private(set) var reads: UInt64 = 0
@@ -61,7 +92,7 @@ public actor ReplicaStore {
             // extended first, and nothing past the old end was written (writes there come only
             // once every replica has the new size), so it goes back to the recorded size.
             var st = stat()
-            let dataPath = directory + "/volume.img"
+            let dataPath = directory + "/" + m.headFile
             if stat(dataPath, &st) == 0, UInt64(st.st_size) > m.size {
                 logger.notice("volume.img is \(st.st_size) bytes, the metadata says \(m.size): an unfinished grow, undone")
                 guard truncate(dataPath, off_t(m.size)) == 0 else { throw .io("truncate \(dataPath): \(errnoText())") }
@@ -73,9 +104,14 @@ public actor ReplicaStore {
             try meta.save(metaPath, directory: directory)
         }
         do {
-            data = try FileBlockStore(path: directory + "/volume.img", size: meta.size, blockSize: 512, loop: loop, logger: logger)
+            data = try FileBlockStore(path: directory + "/" + meta.headFile, size: meta.size, blockSize: 512, loop: loop, logger: logger)
         } catch {
             throw .io("data file: \(error)")
+        }
+        do {
+            layers = try LayerSet(meta: meta, head: data, directory: directory, loop: loop, logger: logger)
+        } catch {
+            throw .io("snapshot layers: \(error)")
         }
         replicaID = meta.replicaID
         self.size = meta.size
@@ -96,6 +132,8 @@ public actor ReplicaStore {
         self.meta = meta
         self.maps = opened
         self.logger[metadataKey: "replica"] = "\(meta.replicaID)"
+        let deleting = meta.snapshotList.contains { $0.deleting == true }
+        if deleting { loop.spawn { await self.runMerges() } }
     }
 
     static func newID() -> String {
@@ -162,10 +200,21 @@ public actor ReplicaStore {
         }
     }
 
-    public func read(offset: UInt64, length: Int, into buffer: IOBuffer) async throws(WireStatus) {
+    /// Reads what the volume holds (or, with a `LayerSelector`, what one layer alone holds).
+    public func read(offset: UInt64, length: Int, into buffer: IOBuffer,
+                     layer: UInt32 = LayerSelector.view) async throws(WireStatus) {
         try checkRange(offset, UInt64(length))
         do {
-            try await data.read(lba: offset / 512, count: length / 512, into: buffer)
+            if layer != LayerSelector.view {
+                let (s, _, _) = try selected(layer)
+                try await readLayer(s, offset: offset, into: IOBuffer(base: buffer.base, count: length))
+            } else if !layers.chained {
+                try await data.read(lba: offset / 512, count: length / 512, into: buffer)
+            } else {
+                try await readThroughLayers(offset: offset, length: length, into: buffer)
+            }
+        } catch let e as WireStatus {
+            throw e
         } catch {
             errors += 1
             logger.error("read at \(offset) (+\(length)): \(error)")
@@ -175,13 +224,16 @@ public actor ReplicaStore {
         readBytes += UInt64(length)
     }
 
-    /// Writes an admitted request's data (see `admit`).
-    public func write(offset: UInt64, from buffer: IOBuffer, fua: Bool, rebuild: Bool) async throws(WireStatus) {
+    /// Writes an admitted request's data (see `admit`) to the head, or (a rebuild, with a
+    /// `LayerSelector`) into one layer.
+    public func write(offset: UInt64, from buffer: IOBuffer, fua: Bool, rebuild: Bool,
+                      layer: UInt32 = LayerSelector.view) async throws(WireStatus) {
         try await persistMaps()
-        do {
-            try await data.write(lba: offset / 512, count: buffer.count / 512, from: buffer, fua: fua)
-        } catch {
-            throw failed(error, "write at \(offset) (+\(buffer.count))")
+        if layer == LayerSelector.view || layer == LayerSelector.head {
+            try await writeHead(offset: offset, from: buffer, fua: fua)
+        } else {
+            guard rebuild else { throw .badRequest }
+            try await writeSnapshotLayer(layer, offset: offset, from: buffer)
         }
         if rebuild {
             rebuildBytesWritten += UInt64(buffer.count)
@@ -191,14 +243,30 @@ public actor ReplicaStore {
         }
     }
 
-    /// Deallocates an admitted range (see `admit`).
-    public func unmap(offset: UInt64, length: UInt64) async throws(WireStatus) {
+    /// Deallocates an admitted range (see `admit`): what the volume reads there is zeros. Under
+    /// snapshots that takes zeros in the head; with `LayerSelector.head`, the head's range alone
+    /// is deallocated and the layers below show through.
+    public func unmap(offset: UInt64, length: UInt64, layer: UInt32 = LayerSelector.view) async throws(WireStatus) {
         try await persistMaps()
+        if layer == LayerSelector.head {
+            try await punchHead(offset: offset, length: length)
+            return
+        }
+        guard layer == LayerSelector.view else { throw .badRequest }
+        if layers.chained {
+            try await zeroThroughLayers(offset: offset, length: length)
+            return
+        }
+        if mergeWindow != nil { await waitOutsideWindow(offset, length) }
         do {
             try await data.unmap(lba: offset / 512, count: length / 512)
         } catch {
             throw failed(error, "unmap at \(offset) (+\(length))")
         }
+        // Whole granules are holes now; a granule unmapped in part keeps its block.
+        let g = Self.granule
+        let first = (offset + g - 1) / g, last = min(offset + length, meta.size) / g
+        if last > first { layers.index.set(Int(first), Int(last - first), to: LayerIndex.none) }
     }
 
     public func flush() async throws(WireStatus) {
@@ -226,7 +294,7 @@ public actor ReplicaStore {
         }
     }
 
-    private func failed(_ error: BlockStoreError, _ what: String) -> WireStatus {
+    func failed(_ error: BlockStoreError, _ what: String) -> WireStatus {
         errors += 1
         logger.error("\(what): \(error)")
         return error == .noSpace ? .noSpace : .ioError
@@ -303,6 +371,7 @@ public actor ReplicaStore {
         }
         guard newSize > meta.size else { return false }
         do { try data.grow(to: newSize) } catch { throw failed(error, "grow to \(newSize)") }
+        layers.index.grow(volumeSize: newSize)
         do {
             try intent.grow(volumeSize: newSize)
             for m in maps.values { try m.grow(volumeSize: newSize) }
@@ -324,11 +393,16 @@ public actor ReplicaStore {
     /// Forgets the record and the data before a full copy. The record goes first: a crash midway
     /// leaves a replica that says it has nothing worth serving.
     public func wipe() async throws(WireStatus) {
+        await stopMerges()
         var next = meta
         next.record = nil
         next.maps = []
+        next.snapshots = nil
+        next.headParent = nil
         do { try next.save(metaPath, directory: directory) } catch { throw .ioError }
+        let dropped = meta.snapshotList
         meta = next
+        await dropLayers(dropped)
         for m in maps.values { unlink(m.path) }
         maps = [:]
         intent.clearAll()
@@ -361,26 +435,12 @@ public actor ReplicaStore {
         return ExtentList(extents: m.extents(volumeSize: meta.size))
     }
 
-    /// Allocated extents in [offset, offset+length): what a full copy must move.
-    public func allocatedExtents(offset: UInt64, length: UInt64) async throws(WireStatus) -> ExtentList {
+    /// Allocated extents in [offset, offset+length) of the volume (what GET LBA STATUS reports),
+    /// or of one layer (what a rebuild copies into it).
+    public func allocatedExtents(offset: UInt64, length: UInt64,
+                                 layer: UInt32 = LayerSelector.view) throws(WireStatus) -> ExtentList {
         try checkRange(offset, length)
-        var out: [Extent] = []
-        var lba = offset / 512
-        let endLBA = (offset + length) / 512
-        while lba < endLBA {
-            let a: (mapped: Bool, count: UInt64)
-            do { a = try await data.allocation(at: lba) } catch { throw .ioError }
-            let n = min(a.count, endLBA - lba)
-            if a.mapped {
-                if let i = out.indices.last, out[i].end == lba * 512 {
-                    out[i].length += n * 512
-                } else {
-                    out.append(Extent(offset: lba * 512, length: n * 512))
-                }
-            }
-            lba += max(n, 1)
-        }
-        return ExtentList(extents: out)
+        return ExtentList(extents: try allocated(offset: offset, length: length, layer: layer))
     }
 
     /// Cheap (one fstat): the controller asks for it while new writes wait for a rebuilt replica
@@ -393,6 +453,10 @@ public actor ReplicaStore {
     }
 
     public func close() async {
+        await stopMerges()
+        for e in meta.snapshotList {
+            if let s = layers.slotOf[e.id], let f = layers.file(s) { await f.close() }
+        }
         await data.close()
     }
 }

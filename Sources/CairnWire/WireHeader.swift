@@ -37,6 +37,19 @@ public enum WireOpcode: UInt8, Sendable, CaseIterable {
     /// Grow the volume to `extent` bytes (never shrink): data, maps and metadata, durable before
     /// the reply; the replica then serves the new size.
     case resize = 15
+    /// Freeze the head as a snapshot (`SnapshotCreate`, JSON) and write to a new head on it;
+    /// durable before the reply. Served after every request before it.
+    case snapshot = 16
+    /// Reply: `SnapshotList` (JSON).
+    case snapshots = 17
+    /// Delete a snapshot (`SnapshotRef`): marked at once, merged into its children in the
+    /// background, paced; the list shows it `deleting` until it is gone.
+    case deleteSnapshot = 18
+    /// Drop the head and start a new one on the snapshot (`SnapshotRef`): the volume reads as it.
+    case revert = 19
+    /// A wiped replica about to be rebuilt takes the source's snapshots (`SnapshotList`) as empty
+    /// layers under its head; the rebuild then fills them (writes with a `LayerSelector`).
+    case installSnapshots = 20
 }
 
 /// Frame flags.
@@ -67,6 +80,11 @@ public enum WireStatus: UInt32, Sendable, Error {
     case unavailable = 6
     /// The handshake did not prove the volume's secret (or offered one to a replica that has none).
     case unauthorized = 7
+    /// The request conflicts with the replica's state: a snapshot name in use, a snapshot being
+    /// merged away, a revert while a merge writes into the head.
+    case conflict = 8
+    /// No such snapshot.
+    case notFound = 9
 }
 
 /// The fixed 56-byte frame header, little-endian, protected by its own CRC32C; the payload has
@@ -78,7 +96,7 @@ public enum WireStatus: UInt32, Sendable, Error {
 public struct WireHeader: Sendable, Equatable {
     public static let size = 56
     public static let magic: UInt32 = 0x5752_4E43  // "CNRW" on the wire
-    public static let version: UInt8 = 3
+    public static let version: UInt8 = 4
     /// The largest payload either side accepts: a 16 MiB data transfer, or control JSON.
     public static let maxPayload = 16 << 20
 
