@@ -1,5 +1,7 @@
 import CairnSCSI
 import CairnVolume
+import CairnWire
+import Foundation
 
 // The JSON bodies of the controller's API. Built from one `VolumeSnapshot` each; optional fields
 // are written as `null`, not left out, so clients see every key.
@@ -172,6 +174,52 @@ struct VolumeStatsView: Encodable {
         Replicas = s.replicas.map { ReplicaEntry(Address: $0.address, Mode: $0.mode.rawValue) }
         Status = (s.state == .healthy || s.state == .degraded) ? "RW" : "RO"
     }
+}
+
+/// One snapshot: `GET /v1/snapshots`, and the answer of `POST /v1/snapshots`.
+struct SnapshotView: Encodable {
+    var name: String
+    var id: String
+    /// RFC 3339, UTC.
+    var createdAt: String
+    /// The snapshot it sits on (by name), if any.
+    var parent: String?
+    /// The volume's size when it was taken.
+    var size: UInt64
+    /// Bytes of data this snapshot alone holds (its layer, on one replica).
+    var bytes: UInt64
+    var deleting: Bool
+
+    init(_ s: SnapshotInfo, names: [String: String]) {
+        name = s.name
+        id = s.id
+        createdAt = rfc3339(s.createdAt)
+        parent = s.parent.map { names[$0] ?? $0 }
+        size = s.size
+        bytes = s.allocatedBytes
+        deleting = s.deleting
+    }
+}
+
+/// `GET /v1/snapshots`: oldest first, and the one the volume reads through (its head's parent).
+struct SnapshotListView: Encodable {
+    var snapshots: [SnapshotView]
+    var current: String?
+    /// Bytes written since `current` (the head layer, on one replica).
+    var headBytes: UInt64
+
+    init(_ l: SnapshotList) {
+        let names = Dictionary(l.snapshots.map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
+        snapshots = l.snapshots.map { SnapshotView($0, names: names) }
+        current = l.headParent.map { names[$0] ?? $0 }
+        headBytes = l.headAllocatedBytes
+    }
+}
+
+func rfc3339(_ seconds: Double) -> String {
+    let f = ISO8601DateFormatter()
+    f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+    return f.string(from: Date(timeIntervalSince1970: seconds))
 }
 
 /// `{"size": BYTES}`, the body of `PUT /v1/volume/size`.

@@ -165,6 +165,10 @@ public enum HTTPEndpointError: Error, CustomStringConvertible {
 /// | `POST /v1/replicas` `{"address":"HOST:PORT"}` | 201 + the replica list; 409 if present; 400 bad body |
 /// | `DELETE /v1/replicas/{id or address}` | 204; 404 unknown; 409 if quorum would break |
 /// | `GET /v1/stats` | `VolumeStatsView` (Jiva's `/v1/stats` fields) |
+/// | `GET /v1/snapshots` | `SnapshotListView` |
+/// | `POST /v1/snapshots` `{"name":NAME}` | 201 + `SnapshotView`; 409 name taken, offline or busy; 422 bad name |
+/// | `DELETE /v1/snapshots/{name}` | 204 (merged away in the background); 404 unknown |
+/// | `POST /v1/snapshots/{name}/revert` | 200 + `VolumeView`; 409 while an initiator is logged in; 404 unknown |
 /// | `GET /metrics` | Prometheus text (`ControllerMetrics`) |
 /// | `GET /healthz` | 200 `ok` unless the volume is offline, then 503 |
 public enum ControllerAPI {
@@ -172,13 +176,17 @@ public enum ControllerAPI {
     static let maxBody = 64 << 10
 
     /// Serves the API for `volume` on HOST:PORT (see `HTTPEndpoint`).
+    /// `loggedIn` counts the initiators logged in now (a revert is refused while any is).
     public static func serve(volume: Volume, target: SCSITarget, host: String, port: Int,
+                             loggedIn: @escaping @Sendable () async -> Int = { 0 },
                              logger: Logger) async throws -> HTTPEndpoint {
-        try await HTTPEndpoint.start(router: router(volume: volume, target: target, logger: logger), host: host, port: port,
+        try await HTTPEndpoint.start(router: router(volume: volume, target: target, loggedIn: loggedIn, logger: logger),
+                                     host: host, port: port,
                                      logger: logger)
     }
 
-    static func router(volume: Volume, target: SCSITarget, logger: Logger) -> Router<BasicRequestContext> {
+    static func router(volume: Volume, target: SCSITarget, loggedIn: @escaping @Sendable () async -> Int = { 0 },
+                       logger: Logger) -> Router<BasicRequestContext> {
         let router = Router()
         let metrics = ControllerMetrics(volumeName: volume.config.name)
         let usedBytes = Recent<UInt64?>()
@@ -268,6 +276,57 @@ public enum ControllerAPI {
             await target.setQoS(limits)
             logger.notice("QoS limits changed: \(limits.summary)")
             return json(QoSView(await target.qosStatus()))
+        }
+        router.get("/v1/snapshots") { _, _ -> Response in
+            do throws(VolumeError) {
+                return json(SnapshotListView(try await volume.snapshots()))
+            } catch {
+                return volumeProblem(error)
+            }
+        }
+        router.post("/v1/snapshots") { request, _ -> Response in
+            let expected = #"expected a JSON body {"name": NAME}"#
+            let object: [String: Any]
+            switch await jsonBody(request, expected) {
+            case .problem(let p): return p
+            case .object(_, let o): object = o
+            }
+            guard Set(object.keys) == ["name"], let name = object["name"] as? String else {
+                return problem(.badRequest, "bad-body", expected)
+            }
+            do throws(VolumeError) {
+                let info = try await volume.createSnapshot(name: name)
+                return json(SnapshotView(info, names: [:]), status: .created)
+            } catch {
+                return volumeProblem(error)
+            }
+        }
+        router.delete("/v1/snapshots/:name") { _, context -> Response in
+            guard let name = context.parameters.get("name")?.removingPercentEncoding else {
+                return problem(.badRequest, "bad-request", "no snapshot name")
+            }
+            do throws(VolumeError) {
+                try await volume.deleteSnapshot(name: name)
+            } catch {
+                return volumeProblem(error)
+            }
+            return Response(status: .noContent)
+        }
+        router.post("/v1/snapshots/:name/revert") { _, context -> Response in
+            guard let name = context.parameters.get("name")?.removingPercentEncoding else {
+                return problem(.badRequest, "bad-request", "no snapshot name")
+            }
+            let sessions = await loggedIn()
+            guard sessions == 0 else {
+                return problem(.conflict, "initiator-logged-in",
+                               "\(sessions) initiator session(s) logged in: log them out before a revert (their caches would not match the volume)")
+            }
+            do throws(VolumeError) {
+                try await volume.revert(to: name)
+            } catch {
+                return volumeProblem(error)
+            }
+            return json(VolumeView(await volume.snapshot()))
         }
         router.get("/metrics") { _, _ -> Response in
             let s = await volume.snapshot()
@@ -400,6 +459,9 @@ public enum ReplicaHTTP {
         let metrics = ReplicaMetrics(replicaID: store.replicaID)
         router.get("/healthz") { _, _ -> Response in
             text("ok \(store.replicaID)\n")
+        }
+        router.get("/v1/snapshots") { _, _ -> Response in
+            json(SnapshotListView(await store.snapshotList()))
         }
         router.get("/metrics") { _, _ -> Response in
             // A replica's status is cheap (its allocated bytes come from one fstat): asked every time.

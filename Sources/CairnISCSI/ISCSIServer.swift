@@ -155,4 +155,6 @@ public actor ISCSIServer {
 
     /// Test hook: how many connections are open.
     public var connectionCount: Int { connections.count }
+    /// Sessions logged in (normal sessions, past their login).
+    public var sessionCount: Int { sessions.count }
 }

@@ -4,7 +4,7 @@
 /// either one slot for the whole chunk or the number of a page of per-granule slots, so a volume
 /// written in large runs costs a few bytes per chunk, and a fully fragmented one two bytes per
 /// granule. Rebuilt from the layer files' allocation (SEEK_DATA) when the replica opens.
-struct LayerIndex {
+public struct LayerIndex: Sendable {
     /// No layer holds the granule.
     static let none: UInt16 = 0
     static let granulesPerChunk = 512

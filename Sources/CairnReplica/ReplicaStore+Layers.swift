@@ -28,12 +28,17 @@ extension ReplicaStore {
 
     /// Reads what the volume holds at [offset, +length): each run of granules from its layer.
     func readThroughLayers(offset: UInt64, length: Int, into buffer: IOBuffer) async throws(BlockStoreError) {
+        try await readThrough(layers.index, offset: offset, length: length, into: buffer)
+    }
+
+    /// Reads through `index` (the head's, or a snapshot's from `snapshotIndex`).
+    func readThrough(_ index: LayerIndex, offset: UInt64, length: Int, into buffer: IOBuffer) async throws(BlockStoreError) {
         let g = Self.granule
         let end = offset + UInt64(length)
         var off = offset
         while off < end {
             let gi = Int(off / g)
-            let (s, n) = layers.index.run(from: gi, limit: Int((end - UInt64(gi) * g + g - 1) / g))
+            let (s, n) = index.run(from: gi, limit: Int((end - UInt64(gi) * g + g - 1) / g))
             let runEnd = min(end, UInt64(gi + n) * g)
             let dst = IOBuffer(base: buffer.base + Int(off - offset), count: Int(runEnd - off))
             if s == LayerIndex.none {
@@ -72,6 +77,42 @@ extension ReplicaStore {
         while layers.reads[Int(s)] > 0 {
             await withUnsafeContinuation { (c: UnsafeContinuation<Void, Never>) in slotWaiters.append(c) }
         }
+    }
+
+    /// The index of what snapshot `id` reads as: its layer over its parent's, and so on down.
+    public func snapshotIndex(_ id: String) throws(WireStatus) -> LayerIndex {
+        let byID = Dictionary(meta.snapshotList.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        guard byID[id] != nil else { throw .notFound }
+        var chain: [UInt16] = []
+        var at: String? = id
+        while let x = at, let s = layers.slotOf[x], chain.count <= byID.count {
+            chain.append(s)
+            at = byID[x]?.parent
+        }
+        var index = LayerIndex(granule: Self.granule, volumeSize: meta.size)
+        for s in chain.reversed() {
+            for r in layers.file(s)?.allocatedRanges(from: 0, to: meta.size) ?? [] {
+                let gr = Self.granules(r.offset, r.length)
+                index.set(gr.first, gr.count, to: s)
+            }
+        }
+        return index
+    }
+
+    /// Reads what snapshot `index` (from `snapshotIndex`) holds at [offset, +length); returns
+    /// whether any of it is data (false: all zeros, no layer holds it).
+    public func readSnapshot(_ index: LayerIndex, offset: UInt64, length: Int, into buffer: IOBuffer) async throws(WireStatus) -> Bool {
+        try checkRange(offset, UInt64(length))
+        let r = Self.granules(offset, UInt64(length))
+        let (s, n) = index.run(from: r.first, limit: r.count)
+        if s == LayerIndex.none && n >= r.count {
+            buffer.zero()
+            return false
+        }
+        do { try await readThrough(index, offset: offset, length: length, into: buffer) } catch {
+            throw failed(error, "snapshot read at \(offset) (+\(length))")
+        }
+        return true
     }
 
     // MARK: Writes to the head

@@ -56,14 +56,25 @@ actor RebuildJob {
         guard let (sourceKey, source, epoch, volumeSize) = await volume.rebuildSource() else {
             throw .noSource
         }
+        // The source's snapshots: a full copy gives the target the same layers; a delta needs
+        // the target to hold the same ones already. Not while a deleted one is being merged.
+        let layers = try await snapshotList(source, epoch, "source")
+        guard !layers.snapshots.contains(where: \.deleting) else {
+            throw .source("a deleted snapshot is still being merged away there; the rebuild waits for it")
+        }
         // Delta if an RW replica kept a dirty map for exactly the record this one last held.
         var delta = false
-        if let rec = targetRecord, rec.members.contains(targetID) {
+        if let rec = targetRecord, rec.members.contains(targetID),
+           try await snapshotList(target, epoch, "target").sameLayers(as: layers) {
             delta = try await dirtyExtents(source, rec, epoch) != nil
         }
         if !delta {
             let (st, _) = await target.request(.wipe, epoch: epoch)
             guard st == .ok else { throw .target("wipe: \(st)") }
+            if !layers.snapshots.isEmpty {
+                let (st, _) = await target.request(.installSnapshots, epoch: epoch, control: WireJSON.encode(layers))
+                guard st == .ok else { throw .target("installing \(layers.snapshots.count) snapshot layer(s): \(st)") }
+            }
         }
         try checkCancelled()
         // From here on the target receives every new write; what it lacks is fixed from now.
@@ -75,7 +86,9 @@ actor RebuildJob {
         // that moment, and go to the target too).
         let bs = UInt64(volume.config.blockSize)
         await volume.unlockRange(await volume.lockRange(lba: 0, count: (volumeSize + bs - 1) / bs))
-        let extents: [Extent]
+        // What to copy, layer by layer: each snapshot's layer (frozen: no lock needed), then the
+        // head's, under the volume's range lock.
+        var plan: [(layer: UInt32, extents: [Extent])] = []
         if delta, let rec = targetRecord, let d = try await dirtyExtents(source, rec, epoch) {
             if ownIntent {
                 // And where the target itself may hold one side of a write the others lack (one
@@ -85,21 +98,22 @@ actor RebuildJob {
                 for e in try await intentMap(target, epoch).extents(volumeSize: volumeSize) {
                     regions.mark(offset: e.offset, length: e.length)
                 }
-                extents = regions.extents(volumeSize: volumeSize)
+                plan = [(LayerSelector.head, regions.extents(volumeSize: volumeSize))]
             } else {
-                extents = d
+                plan = [(LayerSelector.head, d)]
             }
         } else {
             if delta { throw .source("the dirty map went away") }
-            let (st, bytes) = await source.request(.allocatedExtents, epoch: epoch, offset: 0, extent: volumeSize)
-            guard st == .ok, let list = try? WireJSON.decode(ExtentList.self, bytes) else { throw .source("allocated extents: \(st)") }
-            extents = list.extents
+            for (i, s) in layers.snapshots.enumerated() {
+                plan.append((UInt32(i + 1), try await allocated(source, epoch, layer: UInt32(i + 1), size: s.size)))
+            }
+            plan.append((LayerSelector.head, try await allocated(source, epoch, layer: LayerSelector.head, size: volumeSize)))
         }
-        let total = extents.reduce(0) { $0 + $1.length }
+        let total = plan.reduce(0) { $0 + $1.extents.reduce(0) { $0 + $1.length } }
         var progress = RebuildProgress(kind: delta ? "delta" : "full", source: source.description, totalBytes: total,
                                        copiedBytes: 0, startedAt: Double(monotonicNanos()) / 1e9, finished: false)
         await volume.rebuildProgress(key, progress)
-        logger.notice("\(progress.kind) rebuild from \(source): \(extents.count) extents, \(total) bytes")
+        logger.notice("\(progress.kind) rebuild from \(source): \(plan.map(\.extents.count).reduce(0, +)) extents in \(plan.count) layer(s), \(total) bytes")
 
         var pacer = RatePacer(bytesPerSecond: config.rebuildBytesPerSecond)
         let t0 = monotonicNanos()
@@ -107,35 +121,46 @@ actor RebuildJob {
         // Chunks in flight at once: one chunk's round trip (read from the source, write to the
         // target) must not bound the rate when the replicas are busy with the volume's own I/O.
         let depth = max(1, config.rebuildChunksInFlight)
-        var chunks = ChunkCursor(extents: extents, chunk: chunk)
         var failure: RebuildError?
-        await withTaskGroup(of: ChunkResult.self) { group in
-            var running = 0
-            while true {
-                if failure == nil, running < depth, let (off, len) = chunks.next() {
-                    if cancelled { failure = .cancelled; continue }
-                    await pacer.admit(len, loop: loop)
-                    running += 1
-                    group.addTask { await self.copyChunk(offset: off, length: len, from: source, epoch: epoch) }
-                    continue
-                }
-                guard running > 0, let r = await group.next() else { break }
-                running -= 1
-                switch r {
-                case .copied(let len):
-                    progress.copiedBytes += len
-                    await volume.rebuildProgress(key, progress, copied: len)
-                case .sourceFailed(let st):
-                    if failure == nil {
-                        await volume.sourceFailed(sourceKey, "rebuild read failed: \(st)")
-                        failure = .source("read: \(st)")
+        for (layer, extents) in plan where failure == nil {
+            var chunks = ChunkCursor(extents: extents, chunk: chunk)
+            let head = layer == LayerSelector.head
+            let holes = head && delta
+            await withTaskGroup(of: ChunkResult.self) { group in
+                var running = 0
+                while true {
+                    if failure == nil, running < depth, let (off, len) = chunks.next() {
+                        if cancelled { failure = .cancelled; continue }
+                        await pacer.admit(len, loop: loop)
+                        running += 1
+                        group.addTask {
+                            await self.copyChunk(offset: off, length: len, from: source, epoch: epoch, layer: layer,
+                                                 locked: head, holes: holes)
+                        }
+                        continue
                     }
-                case .targetFailed(let st):
-                    if failure == nil { failure = .target("write: \(st)") }
+                    guard running > 0, let r = await group.next() else { break }
+                    running -= 1
+                    switch r {
+                    case .copied(let len):
+                        progress.copiedBytes += len
+                        await volume.rebuildProgress(key, progress, copied: len)
+                    case .sourceFailed(let st):
+                        if failure == nil {
+                            await volume.sourceFailed(sourceKey, "rebuild read failed: \(st)")
+                            failure = .source("read: \(st)")
+                        }
+                    case .targetFailed(let st):
+                        if failure == nil { failure = .target("write: \(st)") }
+                    }
                 }
             }
         }
         if let failure { throw failure }
+        // The layers copied must be the ones the source still has.
+        guard try await snapshotList(source, epoch, "source").generation == layers.generation else {
+            throw .source("its snapshots changed during the rebuild")
+        }
         let secs = Double(monotonicNanos() &- t0) / 1e9
         let (fs, _) = await target.request(.flush, epoch: epoch)
         guard fs == .ok else { throw .target("flush: \(fs)") }
@@ -155,21 +180,61 @@ actor RebuildJob {
         case targetFailed(WireStatus)
     }
 
-    /// Copies one chunk under the range lock, so no write to it lands between the read and the write.
-    private func copyChunk(offset: UInt64, length: UInt64, from source: ReplicaLink, epoch: UInt64) async -> ChunkResult {
+    /// Copies one chunk of one layer. The head's is copied under the range lock, so no write to
+    /// it lands between the read and the write; with `holes`, the target's head is deallocated
+    /// where the source's holds nothing (a delta: the target may hold a write the others lack).
+    private func copyChunk(offset: UInt64, length: UInt64, from source: ReplicaLink, epoch: UInt64, layer: UInt32,
+                           locked: Bool, holes: Bool) async -> ChunkResult {
         let bs = UInt64(volume.config.blockSize)
+        guard locked else { return await copyPieces(offset: offset, length: length, from: source, epoch: epoch, layer: layer, holes: holes) }
         let lock = await volume.lockRange(lba: offset / bs, count: (length + bs - 1) / bs)
-        let buf = loop.buffers.take(Int(length))
-        let rs = await source.read(offset: offset, into: buf, epoch: epoch, rebuild: true)
-        var ws = WireStatus.ok
-        if rs == .ok {
-            (ws, _) = await target.request(.write, epoch: epoch, offset: offset, extent: length, flags: [.rebuild], data: buf)
-        }
-        loop.buffers.give(buf)
+        let r = await copyPieces(offset: offset, length: length, from: source, epoch: epoch, layer: layer, holes: holes)
         await volume.unlockRange(lock)
-        if rs != .ok { return .sourceFailed(rs) }
-        if ws != .ok { return .targetFailed(ws) }
+        return r
+    }
+
+    private func copyPieces(offset: UInt64, length: UInt64, from source: ReplicaLink, epoch: UInt64, layer: UInt32,
+                            holes: Bool) async -> ChunkResult {
+        var pieces = [Extent(offset: offset, length: length)]
+        if holes {
+            let (st, bytes) = await source.request(.allocatedExtents, epoch: epoch, offset: offset, extent: length, layer: layer)
+            guard st == .ok, let list = try? WireJSON.decode(ExtentList.self, bytes) else { return .sourceFailed(st) }
+            pieces = list.extents
+            var at = offset
+            for e in list.extents + [Extent(offset: offset + length, length: 0)] {
+                if e.offset > at {
+                    let (us, _) = await target.request(.unmap, epoch: epoch, offset: at, extent: e.offset - at,
+                                                       flags: [.rebuild], layer: layer)
+                    if us != .ok { return .targetFailed(us) }
+                }
+                at = max(at, e.end)
+            }
+        }
+        let buf = loop.buffers.take(Int(length))
+        defer { loop.buffers.give(buf) }
+        for p in pieces {
+            let piece = IOBuffer(base: buf.base, count: Int(p.length))
+            let rs = await source.read(offset: p.offset, into: piece, epoch: epoch, rebuild: true, layer: layer)
+            if rs != .ok { return .sourceFailed(rs) }
+            let (ws, _) = await target.request(.write, epoch: epoch, offset: p.offset, extent: p.length, flags: [.rebuild],
+                                               data: piece, layer: layer)
+            if ws != .ok { return .targetFailed(ws) }
+        }
         return .copied(length)
+    }
+
+    private func snapshotList(_ link: ReplicaLink, _ epoch: UInt64, _ side: String) async throws(RebuildError) -> SnapshotList {
+        let (st, bytes) = await link.request(.snapshots, epoch: epoch)
+        guard st == .ok, let list = try? WireJSON.decode(SnapshotList.self, bytes) else {
+            throw side == "source" ? .source("snapshots: \(st)") : .target("snapshots: \(st)")
+        }
+        return list
+    }
+
+    private func allocated(_ source: ReplicaLink, _ epoch: UInt64, layer: UInt32, size: UInt64) async throws(RebuildError) -> [Extent] {
+        let (st, bytes) = await source.request(.allocatedExtents, epoch: epoch, offset: 0, extent: size, layer: layer)
+        guard st == .ok, let list = try? WireJSON.decode(ExtentList.self, bytes) else { throw .source("allocated extents: \(st)") }
+        return list.extents
     }
 
     private func dirtyExtents(_ source: ReplicaLink, _ rec: EpochRecord, _ epoch: UInt64) async throws(RebuildError) -> [Extent]? {

@@ -149,10 +149,11 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
     /// Reads `buffer.count` bytes at `offset` straight into `buffer`. Runs on the caller's
     /// executor (on the loop): no hop off the volume or rebuild job to call it.
     nonisolated(nonsending)
-    func read(offset: UInt64, into buffer: IOBuffer, epoch: UInt64, rebuild: Bool = false) async -> WireStatus {
+    func read(offset: UInt64, into buffer: IOBuffer, epoch: UInt64, rebuild: Bool = false,
+              layer: UInt32 = LayerSelector.view) async -> WireStatus {
         loop.assertInLoop()
         let h = WireHeader(opcode: .read, flags: rebuild ? [.rebuild] : [], seq: 0, epoch: epoch, offset: offset,
-                           extent: UInt64(buffer.count))
+                           extent: UInt64(buffer.count), status: layer)
         return await withUnsafeContinuation { (c: UnsafeContinuation<WireStatus, Never>) in
             if !enqueue(OutFrame(h), .read(buffer, c)) { c.resume(returning: .unavailable) }
         }
@@ -161,9 +162,10 @@ final class ReplicaLink: @unchecked Sendable, CustomStringConvertible {
     /// A request whose reply is a status and maybe a control payload.
     nonisolated(nonsending)
     func request(_ opcode: WireOpcode, epoch: UInt64, offset: UInt64 = 0, extent: UInt64 = 0,
-                 flags: WireFlags = [], control: [UInt8]? = nil, data: IOBuffer? = nil) async -> (WireStatus, [UInt8]) {
+                 flags: WireFlags = [], control: [UInt8]? = nil, data: IOBuffer? = nil,
+                 layer: UInt32 = LayerSelector.view) async -> (WireStatus, [UInt8]) {
         loop.assertInLoop()
-        let h = WireHeader(opcode: opcode, flags: flags, seq: 0, epoch: epoch, offset: offset, extent: extent)
+        let h = WireHeader(opcode: opcode, flags: flags, seq: 0, epoch: epoch, offset: offset, extent: extent, status: layer)
         let frame: OutFrame
         if let control {
             frame = OutFrame(h, control: control)

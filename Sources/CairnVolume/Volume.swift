@@ -118,6 +118,8 @@ public actor Volume {
     public internal(set) var size: UInt64
     var desiredSize: UInt64
     var resizing = false
+    /// A snapshot create, delete or revert is under way (one at a time).
+    var snapshotBusy = false
     /// Told the new size each time it changes (the SCSI layer: READ CAPACITY, the unit attention).
     var capacityObserver: (@Sendable (UInt64) async -> Void)?
 
@@ -271,7 +273,7 @@ public actor Volume {
         // Where the newest replicas may differ (writes the last controller left half-done).
         let newestHolders = connected.filter(holdsNewest)
         let suspect = await intentUnion(newestHolders, epoch: newest.epoch)
-        let current = newestHolders.filter(holdsNewest)  // those still up after the queries
+        var current = newestHolders.filter(holdsNewest)  // those still up after the queries
         guard !current.isEmpty else {
             logger.warning("offline: no connected replica holds the newest record \(newest)")
             return
@@ -285,6 +287,13 @@ public actor Volume {
             setSize(held)
         }
         for m in current { m.mode = .rw }
+        // A snapshot change a dead controller left half-done is finished or undone first.
+        await reconcileSnapshots(current)
+        current = current.filter { $0.mode == .rw && $0.isUp }
+        guard !current.isEmpty else {
+            logger.warning("offline: no replica left after reconciling snapshots")
+            return
+        }
         // Before the first read is served: reads of regions not resynced yet go to its source.
         if !suspect.isEmpty {
             if current.count > 1 { startResync(suspect) } else { settleLater(suspect) }

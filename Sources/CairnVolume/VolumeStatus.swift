@@ -83,6 +83,10 @@ public struct VolumeCounters: Sendable, Codable, Equatable {
     /// Bytes copied by resyncs, and regions settled on the replicas (write intent).
     public var resyncBytes: UInt64 = 0
     public var settledRegions: UInt64 = 0
+    /// Snapshots taken, and how long new writes were held for each (the drain included).
+    public var snapshotsTaken: UInt64 = 0
+    public var snapshotPause = LatencyHistogram()
+    public var lastSnapshotPauseNanos: UInt64 = 0
 }
 
 /// Everything the API and metrics need, taken in one hop to the volume's loop.

@@ -196,7 +196,8 @@ struct ControllerCommand: AsyncParsableCommand {
         // The HTTP API on its own thread, once the data path is up; stopped before it.
         var http: HTTPEndpoint?
         if let api, let replicated {
-            let e = try await ControllerAPI.serve(volume: replicated, target: scsi, host: api.host, port: Int(api.port), logger: logger)
+            let e = try await ControllerAPI.serve(volume: replicated, target: scsi, host: api.host, port: Int(api.port),
+                                                loggedIn: { await server.sessionCount }, logger: logger)
             http = e
             print("cairn: api \(e.url)")
             fflush(nil)

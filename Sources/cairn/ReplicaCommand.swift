@@ -12,7 +12,7 @@ struct ReplicaCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replica",
         abstract: "Serve a replica (the default subcommand), or list and replace a volume's replicas through the apiserver.",
-        subcommands: [ReplicaServeCommand.self, ReplicaListCommand.self, ReplicaReplaceCommand.self],
+        subcommands: [ReplicaServeCommand.self, ReplicaListCommand.self, ReplicaReplaceCommand.self, ReplicaExportCommand.self],
         defaultSubcommand: ReplicaServeCommand.self
     )
 }
