@@ -32,6 +32,9 @@ struct ReplicaMetadata: Codable, Equatable {
     /// Snapshots in the order they were created (or installed by a rebuild): a tree of layers,
     /// each on its parent; the head's chain is the head, its parent, that one's parent...
     var snapshots: [SnapshotEntry]?
+    /// Changed by each revert (the controller's id for it): replicas that agree on the head's
+    /// parent but not on this one did not all take a revert.
+    var headID: String?
     /// The number of the next layer file (`layer-N.img`).
     var nextLayer: Int?
 

@@ -14,7 +14,7 @@ extension ReplicaStore {
                          allocatedBytes: layers.slotOf[e.id].flatMap { layers.file($0)?.allocatedBytes } ?? 0,
                          deleting: e.deleting == true)
         }
-        return SnapshotList(generation: generation, headParent: meta.headParent,
+        return SnapshotList(generation: generation, headParent: meta.headParent, headID: meta.headID,
                             headAllocatedBytes: min(data.allocatedBytes, meta.size), snapshots: list)
     }
 
@@ -33,6 +33,13 @@ extension ReplicaStore {
             id: c.id, name: c.name, createdAt: c.createdAt, file: meta.headFile, parent: meta.headParent, size: meta.size)]
         next.head = file
         next.headParent = c.id
+        // Checked again after the awaits: a newer controller (its epoch persisted meanwhile)
+        // must not find a snapshot appear after it reconciled them.
+        do { try checkEpoch(epoch) } catch {
+            await f.close()
+            unlink(directory + "/" + file)
+            throw error
+        }
         do { try next.save(metaPath, directory: directory) } catch {
             await f.close()
             unlink(directory + "/" + file)
@@ -82,7 +89,13 @@ extension ReplicaStore {
         let oldFile = meta.headFile
         next.head = file
         next.headParent = s.id
+        next.headID = r.headID
         next.maps = []
+        do { try checkEpoch(epoch) } catch {
+            await f.close()
+            unlink(directory + "/" + file)
+            throw error
+        }
         do { try next.save(metaPath, directory: directory) } catch {
             await f.close()
             unlink(directory + "/" + file)
@@ -124,6 +137,7 @@ extension ReplicaStore {
         var next = meta
         next.snapshots = entries
         next.headParent = list.headParent
+        next.headID = list.headID
         do { try next.save(metaPath, directory: directory) } catch {
             for (file, f) in opened { await f.close(); unlink(directory + "/" + file) }
             throw .ioError

@@ -113,7 +113,7 @@ actor RebuildJob {
         var progress = RebuildProgress(kind: delta ? "delta" : "full", source: source.description, totalBytes: total,
                                        copiedBytes: 0, startedAt: Double(monotonicNanos()) / 1e9, finished: false)
         await volume.rebuildProgress(key, progress)
-        logger.notice("\(progress.kind) rebuild from \(source): \(plan.map(\.extents.count).reduce(0, +)) extents in \(plan.count) layer(s), \(total) bytes")
+        logger.notice("\(progress.kind) rebuild from \(source): \(plan.map(\.extents.count).reduce(0, +)) extents, \(total) bytes in \(plan.count) layer(s)")
 
         var pacer = RatePacer(bytesPerSecond: config.rebuildBytesPerSecond)
         let t0 = monotonicNanos()

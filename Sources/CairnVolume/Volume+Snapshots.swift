@@ -101,7 +101,9 @@ extension Volume {
         defer { openGate() }
         await waitForDrain()
         await restartRebuilds("reverted to \(name) during its rebuild")
-        let failed = await sendToRW(.revert, WireJSON.encode(SnapshotRef(id: s.id)))
+        var g = SystemRandomNumberGenerator()
+        let headID = "head-" + String(UInt64.random(in: 1...UInt64.max, using: &g), radix: 16)
+        let failed = await sendToRW(.revert, WireJSON.encode(SnapshotRef(id: s.id, headID: headID)))
         if failed.contains(where: { $0.1 == .conflict }) {
             throw .conflict("snapshot \(name)'s parent is still being merged away on a replica: try again when it is gone")
         }
@@ -155,17 +157,33 @@ extension Volume {
             if st == .ok, let l = try? WireJSON.decode(SnapshotList.self, bytes) { lists.append((m, l)) }
         }
         guard lists.count > 1 else { return }
-        // The head's parent: a revert cut short leaves some on another one.
-        var votes: [String: Int] = [:]
-        for (_, l) in lists { votes[l.headParent ?? "", default: 0] += 1 }
-        if votes.count > 1, let top = votes.max(by: { $0.value < $1.value })?.key {
-            for (m, l) in lists where (l.headParent ?? "") != top {
-                await eject(m, "its head sits on another snapshot than the others' (a revert cut short)")
-            }
-            lists.removeAll { ($0.1.headParent ?? "") != top }
+        func common(_ lists: [(Member, SnapshotList)]) -> Set<String> {
+            var ids = Set(lists[0].1.snapshots.filter { !$0.deleting }.map(\.id))
+            for (_, l) in lists.dropFirst() { ids.formIntersection(l.snapshots.filter { !$0.deleting }.map(\.id)) }
+            return ids
         }
-        var everywhere = Set(lists[0].1.snapshots.filter { !$0.deleting }.map(\.id))
-        for (_, l) in lists.dropFirst() { everywhere.formIntersection(l.snapshots.filter { !$0.deleting }.map(\.id)) }
+        // The head each sits on once the snapshots not everywhere are gone (a create cut short
+        // leaves the head on one of those): a revert cut short leaves some on another one.
+        func head(_ l: SnapshotList, _ everywhere: Set<String>) -> String {
+            let byID = Dictionary(l.snapshots.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            var p = l.headParent
+            var steps = 0
+            while let x = p, !everywhere.contains(x), steps <= l.snapshots.count {
+                p = byID[x]?.parent
+                steps += 1
+            }
+            return (p ?? "") + "/" + (l.headID ?? "")
+        }
+        var everywhere = common(lists)
+        var votes: [String: Int] = [:]
+        for (_, l) in lists { votes[head(l, everywhere), default: 0] += 1 }
+        if votes.count > 1, let top = votes.max(by: { ($0.value, $0.key) < ($1.value, $1.key) })?.key {
+            for (m, l) in lists where head(l, everywhere) != top {
+                await eject(m, "its head is not the others' (a revert cut short): rebuilt from them")
+            }
+            lists.removeAll { head($0.1, everywhere) != top }
+            everywhere = common(lists)
+        }
         for (m, l) in lists {
             for s in l.snapshots where !everywhere.contains(s.id) {
                 logger.notice("snapshot \(s.name) (\(s.id)) is not on every replica: deleted on \(m.id ?? "?")")

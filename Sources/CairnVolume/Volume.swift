@@ -273,7 +273,7 @@ public actor Volume {
         // Where the newest replicas may differ (writes the last controller left half-done).
         let newestHolders = connected.filter(holdsNewest)
         let suspect = await intentUnion(newestHolders, epoch: newest.epoch)
-        var current = newestHolders.filter(holdsNewest)  // those still up after the queries
+        let current = newestHolders.filter(holdsNewest)  // those still up after the queries
         guard !current.isEmpty else {
             logger.warning("offline: no connected replica holds the newest record \(newest)")
             return
@@ -287,13 +287,6 @@ public actor Volume {
             setSize(held)
         }
         for m in current { m.mode = .rw }
-        // A snapshot change a dead controller left half-done is finished or undone first.
-        await reconcileSnapshots(current)
-        current = current.filter { $0.mode == .rw && $0.isUp }
-        guard !current.isEmpty else {
-            logger.warning("offline: no replica left after reconciling snapshots")
-            return
-        }
         // Before the first read is served: reads of regions not resynced yet go to its source.
         if !suspect.isEmpty {
             if current.count > 1 { startResync(suspect) } else { settleLater(suspect) }
@@ -312,6 +305,9 @@ public actor Volume {
         } else {
             logger.warning("read-only: \(current.count) replica(s) hold the newest data; \(config.minHealthy) needed for writes")
         }
+        // A snapshot change a dead controller left half-done, undone: after the new epoch, so
+        // nothing the dead one sent can still land after this looked.
+        await reconcileSnapshots(current.filter { $0.mode == .rw && $0.isUp })
         startSettleTicks()
         for m in connected where m.mode == .err { startRebuild(m) }
         // Told last: a suspension here cannot interleave with the switch to serving.

@@ -57,19 +57,22 @@ public struct SnapshotList: Codable, Equatable, Sendable {
     public var generation: UInt64
     /// The snapshot the head sits on (what the volume reads through).
     public var headParent: String?
+    /// Set by the last revert (see `SnapshotRef.headID`).
+    public var headID: String?
     public var headAllocatedBytes: UInt64
     public var snapshots: [SnapshotInfo]
 
-    public init(generation: UInt64, headParent: String?, headAllocatedBytes: UInt64, snapshots: [SnapshotInfo]) {
+    public init(generation: UInt64, headParent: String?, headID: String?, headAllocatedBytes: UInt64, snapshots: [SnapshotInfo]) {
         self.generation = generation
         self.headParent = headParent
+        self.headID = headID
         self.headAllocatedBytes = headAllocatedBytes
         self.snapshots = snapshots
     }
 
     /// The same snapshots in the same tree (what a delta rebuild needs on both sides).
     public func sameLayers(as other: SnapshotList) -> Bool {
-        headParent == other.headParent && snapshots.count == other.snapshots.count
+        headParent == other.headParent && headID == other.headID && snapshots.count == other.snapshots.count
             && zip(snapshots, other.snapshots).allSatisfy { $0.id == $1.id && $0.parent == $1.parent && !$0.deleting && !$1.deleting }
     }
 }
@@ -92,9 +95,13 @@ public struct SnapshotRef: Codable, Equatable, Sendable {
     public var id: String
     /// Delete: the pace of the merge into its children (0: the replica's default).
     public var bytesPerSecond: UInt64?
+    /// Revert: an id for the new head, the same on every replica (a restarted controller tells
+    /// a revert some replicas took and others did not by it).
+    public var headID: String?
 
-    public init(id: String, bytesPerSecond: UInt64? = nil) {
+    public init(id: String, bytesPerSecond: UInt64? = nil, headID: String? = nil) {
         self.id = id
         self.bytesPerSecond = bytesPerSecond
+        self.headID = headID
     }
 }
