@@ -44,9 +44,16 @@ schemas = {
                       "epoch": u64, "servedSize": u64, "portal": {"type": "string"}, "iqn": {"type": "string"}, "url": {"type": "string"},
                       "controllerAPI": {"type": "string"}, "controllerPid": {"type": "integer"}, "replicas": {"type": "array", "items": ref("Replica")},
                       "message": {"type": "string"}}, ["state", "portal", "iqn", "url", "controllerAPI", "replicas"]),
+ "Snapshot": obj({"name": {"type": "string"}, "id": {"type": "string"}, "createdAt": {"type": "string", "format": "date-time"},
+                  "parent": {"type": "string", "description": "the snapshot it sits on"}, "size": u64,
+                  "bytes": {**u64, "description": "bytes this snapshot alone holds"},
+                  "state": {"type": "string", "enum": ["ready", "deleting"]}},
+                 ["name", "id", "createdAt", "size", "bytes", "state"]),
+ "SnapshotRequest": obj({"name": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9._-]{0,62}$"}}, ["name"]),
  "Volume": obj({"name": {"type": "string"}, "size": u64, "replicaCount": {"type": "integer"}, "minHealthy": {"type": "integer"}, "qos": ref("QoS"),
-                "poolSelector": labels, "createdAt": {"type": "string", "format": "date-time"}, "status": ref("VolumeStatus")},
-               ["name", "size", "replicaCount", "minHealthy", "qos", "poolSelector", "createdAt", "status"]),
+                "poolSelector": labels, "createdAt": {"type": "string", "format": "date-time"}, "status": ref("VolumeStatus"),
+                "snapshots": {"type": "array", "items": ref("Snapshot")}},
+               ["name", "size", "replicaCount", "minHealthy", "qos", "poolSelector", "createdAt", "status", "snapshots"]),
  "VolumeStats": obj({"name": {"type": "string"}, "readOps": u64, "writeOps": u64, "readBytes": u64, "writeBytes": u64,
                      "readLatencyMicros": {"type": "number"}, "writeLatencyMicros": {"type": "number"}, "usedBytes": u64, "size": u64,
                      "sectorSize": {"type": "integer"}, "uptimeSeconds": {"type": "number"}, "replicaCount": {"type": "integer"}, "status": {"type": "string", "enum": ["RW", "RO"]}},
@@ -72,6 +79,7 @@ def resp(*codes, **extra):
 def req(schema): return {"required": True, "content": {"application/json": {"schema": schema}}}
 name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 rid = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+snap = {"name": "snapshot", "in": "path", "required": True, "schema": {"type": "string"}}
 paths = {
  "/v1/pools": {
    "get": {"operationId": "listPools", "summary": "List pools with their capacity", "responses": resp("401", **{"200": body({"type": "array", "items": ref("Pool")})})},
@@ -105,6 +113,20 @@ paths = {
    "parameters": [name, rid],
    "delete": {"operationId": "replaceReplica", "summary": "Replace a replica: a new one on another pool is added and rebuilt first, then this one goes",
               "responses": resp("401", "404", **{"202": body(ref("Replica"), "Being replaced")})}},
+ "/v1/volumes/{name}/snapshots": {
+   "parameters": [name],
+   "get": {"operationId": "listSnapshots", "summary": "The volume's snapshots, oldest first (the stored list when the controller does not answer)",
+           "responses": resp("401", "404", **{"200": body({"type": "array", "items": ref("Snapshot")})})},
+   "post": {"operationId": "createSnapshot", "summary": "Take a snapshot of the whole volume on every replica", "requestBody": req(ref("SnapshotRequest")),
+            "responses": resp("400", "401", "404", "409", "413", "422", "503", **{"201": body(ref("Snapshot"), "Taken")})}},
+ "/v1/volumes/{name}/snapshots/{snapshot}": {
+   "parameters": [name, snap],
+   "delete": {"operationId": "deleteSnapshot", "summary": "Delete a snapshot (its data is merged away in the background)",
+              "responses": resp("401", "404", "409", "503", **{"204": {"description": "Deleted"}})}},
+ "/v1/volumes/{name}/snapshots/{snapshot}/revert": {
+   "parameters": [name, snap],
+   "post": {"operationId": "revertVolume", "summary": "Make the volume read as the snapshot (refused while an initiator is logged in)",
+            "responses": resp("401", "404", "409", "503", **{"200": body(ref("Volume"))})}},
  "/v1/events": {
    "get": {"operationId": "events", "summary": "Events, oldest first; with follow=1 a stream of one JSON object a line",
            "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "Only events with a larger id"},
@@ -120,7 +142,7 @@ paths = {
  "/metrics": {"get": {"operationId": "metrics", "security": [], "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
 }
 doc = {"openapi": "3.1.0",
-       "info": {"title": "Cairn apiserver", "version": "1", "description": "Pools, volumes and their replicas, events. Errors are RFC 9457 problem documents."},
+       "info": {"title": "Cairn apiserver", "version": "1", "description": "Pools, volumes, their replicas and snapshots, events. Errors are RFC 9457 problem documents."},
        "servers": [{"url": "/"}],
        "security": [{"bearerAuth": []}],
        "paths": paths,

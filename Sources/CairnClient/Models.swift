@@ -141,9 +141,11 @@ public struct Volume: Codable, Sendable, Equatable {
     public var poolSelector: [String: String]
     public var createdAt: String
     public var status: VolumeStatus
+    /// The volume's snapshots, oldest first, as the apiserver last saw them.
+    public var snapshots: [Snapshot]
 
     public init(name: String, size: UInt64, replicaCount: Int, minHealthy: Int, qos: QoS,
-                poolSelector: [String: String], createdAt: String, status: VolumeStatus) {
+                poolSelector: [String: String], createdAt: String, status: VolumeStatus, snapshots: [Snapshot] = []) {
         self.name = name
         self.size = size
         self.replicaCount = replicaCount
@@ -152,7 +154,41 @@ public struct Volume: Codable, Sendable, Equatable {
         self.poolSelector = poolSelector
         self.createdAt = createdAt
         self.status = status
+        self.snapshots = snapshots
     }
+}
+
+/// A point-in-time copy of a whole volume, the same on every replica.
+public struct Snapshot: Codable, Sendable, Equatable {
+    public var name: String
+    public var id: String
+    /// RFC 3339, UTC.
+    public var createdAt: String
+    /// The snapshot it sits on, by name.
+    public var parent: String?
+    /// The volume's size when it was taken.
+    public var size: UInt64
+    /// Bytes this snapshot alone holds (what a delete gives back, about).
+    public var bytes: UInt64
+    /// ready | deleting (merged away in the background)
+    public var state: String
+
+    public init(name: String, id: String, createdAt: String, parent: String?, size: UInt64, bytes: UInt64, state: String) {
+        self.name = name
+        self.id = id
+        self.createdAt = createdAt
+        self.parent = parent
+        self.size = size
+        self.bytes = bytes
+        self.state = state
+    }
+}
+
+/// `POST /v1/volumes/{name}/snapshots`.
+public struct SnapshotRequest: Codable, Sendable, Equatable {
+    public var name: String
+    public static let fields: Set<String> = ["name"]
+    public init(name: String) { self.name = name }
 }
 
 public struct VolumeStatus: Codable, Sendable, Equatable {

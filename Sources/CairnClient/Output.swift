@@ -76,6 +76,14 @@ extension Volume {
     }
 }
 
+extension Snapshot {
+    public static let tableHeader = ["name", "created", "size", "own data", "state"]
+
+    public var tableRow: [String] {
+        [name, createdAt, Render.bytes(size), Render.bytes(bytes), state]
+    }
+}
+
 extension Pool {
     public static let tableHeader = ["name", "state", "path", "replicas", "provisioned", "free", "labels"]
 

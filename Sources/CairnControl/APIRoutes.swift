@@ -60,10 +60,11 @@ struct APIRoutes: Sendable {
         router.delete("/volumes/:name/replicas/:id") { _, context in
             await handle("replace replica") { try await replaceReplica(try param(context, "name"), try param(context, "id")) }
         }
+        addSnapshotRoutes(to: router)
         router.get("/events") { request, _ in await handle("events") { try eventsAnswer(request) } }
     }
 
-    private func param(_ context: BasicRequestContext, _ name: String) throws -> String {
+    func param(_ context: BasicRequestContext, _ name: String) throws -> String {
         guard let raw = context.parameters.get(name) else { throw APIFailure(.badRequest, "bad-request", "no \(name)") }
         return raw.removingPercentEncoding ?? raw
     }
@@ -160,7 +161,8 @@ struct APIRoutes: Sendable {
 
     private func view(_ v: VolumeRecord, _ replicas: [ReplicaRecord]) async -> Volume {
         Volume(name: v.name, size: UInt64(v.size), replicaCount: v.replicaCount, minHealthy: v.minHealthy, qos: v.qosValue,
-               poolSelector: v.selector, createdAt: v.createdAt, status: await reconciler.status(v, replicas))
+               poolSelector: v.selector, createdAt: v.createdAt, status: await reconciler.status(v, replicas),
+               snapshots: ((try? store.snapshots(of: v.name)) ?? []).map(\.snapshot))
     }
 
     private func volumeViews() async throws -> [Volume] {
@@ -171,12 +173,12 @@ struct APIRoutes: Sendable {
         return out
     }
 
-    private func record(_ name: String) throws -> VolumeRecord {
+    func record(_ name: String) throws -> VolumeRecord {
         guard let v = try store.volume(name) else { throw APIFailure.notFound("no volume \(name)") }
         return v
     }
 
-    private func volumeView(_ name: String) async throws -> Volume {
+    func volumeView(_ name: String) async throws -> Volume {
         let v = try record(name)
         return await view(v, try store.replicas(of: name))
     }

@@ -109,5 +109,49 @@ struct ControllerClient: Sendable {
         return true
     }
 
+    // MARK: Snapshots (the controller's problem documents pass through as `ClientError.problem`)
+
+    private struct SnapshotListAnswer: Decodable {
+        struct Item: Decodable {
+            var name: String
+            var id: String
+            var createdAt: String
+            var parent: String?
+            var size: UInt64
+            var bytes: UInt64
+            var deleting: Bool
+            var snapshot: Snapshot {
+                Snapshot(name: name, id: id, createdAt: createdAt, parent: parent, size: size, bytes: bytes,
+                         state: deleting ? "deleting" : "ready")
+            }
+        }
+        var snapshots: [Item]
+    }
+
+    func snapshots() async throws -> [Snapshot] {
+        try await http.call("GET", "/v1/snapshots", as: SnapshotListAnswer.self).snapshots.map(\.snapshot)
+    }
+
+    func createSnapshot(_ name: String) async throws -> Snapshot {
+        let answer = try await http.send("POST", "/v1/snapshots", body: try WireJSON.encoder().encode(SnapshotRequest(name: name)),
+                                         timeoutSeconds: 60)
+        try JSONHTTPClient.check(answer)
+        return try JSONDecoder().decode(SnapshotListAnswer.Item.self, from: answer.body).snapshot
+    }
+
+    func deleteSnapshot(_ name: String) async throws {
+        let answer = try await http.send("DELETE", "/v1/snapshots/\(Self.escape(name))", timeoutSeconds: 60)
+        try JSONHTTPClient.check(answer)
+    }
+
+    func revert(to name: String) async throws {
+        let answer = try await http.send("POST", "/v1/snapshots/\(Self.escape(name))/revert", timeoutSeconds: 120)
+        try JSONHTTPClient.check(answer)
+    }
+
+    static func escape(_ s: String) -> String {
+        s.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? s
+    }
+
     func shutdown() async { await http.shutdown() }
 }

@@ -144,7 +144,7 @@ actor Reconciler {
         return settled
     }
 
-    private func client(_ v: VolumeRecord) -> ControllerClient {
+    func client(_ v: VolumeRecord) -> ControllerClient {
         if let c = clients[v.name] { return c }
         let c = ControllerClient(port: v.apiPort)
         clients[v.name] = c

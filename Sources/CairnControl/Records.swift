@@ -82,6 +82,34 @@ struct ProcessRecord: Codable, FetchableRecord, PersistableRecord, Sendable, Equ
     var restarts: Int
 }
 
+/// `snapshot`: a volume's snapshot as its replicas listed it last.
+struct SnapshotRecord: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
+    static let databaseTableName = "snapshot"
+    var volume: String
+    var name: String
+    var id: String
+    var createdAt: String
+    var parent: String?
+    var size: Int64
+    var bytes: Int64
+    var state: String
+
+    init(volume: String, _ s: Snapshot) {
+        self.volume = volume
+        name = s.name
+        id = s.id
+        createdAt = s.createdAt
+        parent = s.parent
+        size = Int64(s.size)
+        bytes = Int64(s.bytes)
+        state = s.state
+    }
+
+    var snapshot: Snapshot {
+        Snapshot(name: name, id: id, createdAt: createdAt, parent: parent, size: UInt64(size), bytes: UInt64(bytes), state: state)
+    }
+}
+
 /// `event`: the event log.
 struct EventRecord: Codable, FetchableRecord, MutablePersistableRecord, Sendable {
     static let databaseTableName = "event"

@@ -67,7 +67,34 @@ final class StateStore: Sendable {
                 t.column("message", .text).notNull()
             }
         }
+        m.registerMigration("v2") { db in
+            // What the replicas said last (the replicas hold the truth; the API refreshes it).
+            try db.create(table: "snapshot") { t in
+                t.column("volume", .text).notNull().references("volume", onDelete: .cascade)
+                t.column("name", .text).notNull()
+                t.column("id", .text).notNull()
+                t.column("createdAt", .text).notNull()
+                t.column("parent", .text)
+                t.column("size", .integer).notNull()
+                t.column("bytes", .integer).notNull()
+                t.column("state", .text).notNull()
+                t.primaryKey(["volume", "name"])
+            }
+        }
         return m
+    }
+
+    func snapshots(of volume: String) throws -> [SnapshotRecord] {
+        try db.read { try SnapshotRecord.filter(Column("volume") == volume).order(Column("createdAt"), Column("name")).fetchAll($0) }
+    }
+
+    /// Replaces the volume's snapshot rows by `list` (what its controller says now).
+    func setSnapshots(_ list: [Snapshot], of volume: String) throws {
+        try db.write { db in
+            guard try VolumeRecord.fetchOne(db, key: volume) != nil else { return }
+            _ = try SnapshotRecord.filter(Column("volume") == volume).deleteAll(db)
+            for s in list { try SnapshotRecord(volume: volume, s).insert(db) }
+        }
     }
 
     // MARK: reads

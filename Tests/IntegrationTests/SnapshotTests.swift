@@ -247,6 +247,51 @@ struct SnapshotTests {
         session.close()
     }
 
+    @Test("through the apiserver and the CLI: snapshot create (named and not), list, volume get shows them, revert, delete, errors as problems",
+          .timeLimit(.minutes(3)))
+    func cliThroughTheAPIServer() throws {
+        let api = try CairnAPIServer(pools: 3)
+        defer { api.stop() }
+        let created = try api.cli(["volume", "create", "snapcli", "--size", "32MiB", "--wait"])
+        try #require(created.succeeded, "\(created)\n\(api.log)")
+        let url = try #require(try api.status("snapcli")["url"] as? String)
+        try qemuChecked(url, "write -P 0xa1 0 2M")
+        let s1 = try api.cli(["snapshot", "create", "snapcli", "s1"])
+        #expect(s1.succeeded && s1.output.contains("s1") && s1.output.contains("ready"), "\(s1)")
+        try qemuChecked(url, "write -P 0xb2 1M 2M")
+        let unnamed = try #require(try api.cliJSON(["snapshot", "create", "snapcli"]) as? [String: Any])
+        let second = try #require(unnamed["name"] as? String)
+        #expect(second.hasPrefix("snap-"), "\(unnamed)")
+        let list = try #require(try api.cliJSON(["snapshot", "list", "snapcli"]) as? [[String: Any]])
+        #expect(list.compactMap { $0["name"] as? String } == ["s1", second], "\(list)")
+        #expect(list.last?["parent"] as? String == "s1" && (list.first?["bytes"] as? Int ?? 0) >= 2 << 20, "\(list)")
+        let shown = try api.volume("snapcli")["snapshots"] as? [[String: Any]]
+        #expect(shown?.count == 2, "\(String(describing: shown))")
+
+        let dup = try api.cli(["snapshot", "create", "snapcli", "s1"])
+        #expect(!dup.succeeded && dup.output.contains("already"), "\(dup)")
+        let bad = try api.request("POST", "/v1/volumes/snapcli/snapshots", body: #"{"name":"s/1"}"#)
+        #expect(bad.status == 422, "\(bad)")
+        let none = try api.request("POST", "/v1/volumes/snapcli/snapshots/nope/revert")
+        #expect(none.status == 404, "\(none)")
+        #expect(try api.request("POST", "/v1/volumes/nope/snapshots", body: #"{"name":"x"}"#).status == 404)
+
+        let revert = try api.cli(["snapshot", "revert", "snapcli", "s1"])
+        #expect(revert.succeeded, "\(revert)")
+        try qemuChecked(url, "read -P 0xa1 0 2M")
+        try qemuChecked(url, "read -P 0 2M 1M")
+        let del = try api.cli(["snapshot", "delete", "snapcli", "s1"])
+        #expect(del.succeeded, "\(del)")
+        try waitUntil(30, "s1 merged away") {
+            let l = try api.cliJSON(["snapshot", "list", "snapcli"]) as? [[String: Any]]
+            return l?.compactMap { $0["name"] as? String } == [second]
+        }
+        try qemuChecked(url, "read -P 0xa1 0 2M")
+        let events = try api.cli(["events"])
+        #expect(events.output.contains("snapshot.created") && events.output.contains("volume.reverted")
+                && events.output.contains("snapshot.deleted"), "\(events)")
+    }
+
     @Test("kill -9 of the controller during snapshot create, 20 times at seeded moments: every replica lists the same snapshots after",
           .timeLimit(.minutes(5)))
     func controllerKilledDuringSnapshots() throws {
