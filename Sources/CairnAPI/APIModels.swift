@@ -23,6 +23,10 @@ struct VolumeView: Encodable {
     /// After a controller start: the copy that makes the replicas agree where a write may have
     /// reached some of them only (the one running, or the last one).
     var resync: RebuildProgress?
+    /// A new volume's first copy (kind "clone" or "restore"): it serves once this is finished.
+    var populate: RebuildProgress?
+    /// Why that copy last failed.
+    var populateError: String?
 
     init(_ s: VolumeSnapshot) {
         name = s.name
@@ -35,6 +39,8 @@ struct VolumeView: Encodable {
         replicaCount = s.replicas.count
         healthyCount = s.healthyCount
         resync = s.resync
+        populate = s.populate
+        populateError = s.populateError
     }
 }
 

@@ -104,18 +104,22 @@ public struct VolumeCreate: Codable, Sendable, Equatable {
     public var qos: QoS?
     /// Only pools with every one of these labels take the volume's replicas.
     public var poolSelector: [String: String]?
+    /// A clone: "VOLUME/SNAPSHOT", copied to the new volume's replicas before it serves (its
+    /// size at least the snapshot's).
+    public var fromSnapshot: String?
 
     public init(name: String, size: UInt64, replicas: Int? = nil, minHealthy: Int? = nil, qos: QoS? = nil,
-                poolSelector: [String: String]? = nil) {
+                poolSelector: [String: String]? = nil, fromSnapshot: String? = nil) {
         self.name = name
         self.size = size
         self.replicas = replicas
         self.minHealthy = minHealthy
         self.qos = qos
         self.poolSelector = poolSelector
+        self.fromSnapshot = fromSnapshot
     }
 
-    public static let fields: Set<String> = ["name", "size", "replicas", "minHealthy", "qos", "poolSelector"]
+    public static let fields: Set<String> = ["name", "size", "replicas", "minHealthy", "qos", "poolSelector", "fromSnapshot"]
 }
 
 /// `PATCH /v1/volumes/{name}`: a larger size (grown online), and/or new QoS limits (whole).
@@ -143,9 +147,12 @@ public struct Volume: Codable, Sendable, Equatable {
     public var status: VolumeStatus
     /// The volume's snapshots, oldest first, as the apiserver last saw them.
     public var snapshots: [Snapshot]
+    /// A clone's source, "VOLUME/SNAPSHOT".
+    public var source: String?
 
     public init(name: String, size: UInt64, replicaCount: Int, minHealthy: Int, qos: QoS,
-                poolSelector: [String: String], createdAt: String, status: VolumeStatus, snapshots: [Snapshot] = []) {
+                poolSelector: [String: String], createdAt: String, status: VolumeStatus, snapshots: [Snapshot] = [],
+                source: String? = nil) {
         self.name = name
         self.size = size
         self.replicaCount = replicaCount
@@ -155,6 +162,7 @@ public struct Volume: Codable, Sendable, Equatable {
         self.createdAt = createdAt
         self.status = status
         self.snapshots = snapshots
+        self.source = source
     }
 }
 
@@ -208,9 +216,12 @@ public struct VolumeStatus: Codable, Sendable, Equatable {
     public var replicas: [Replica]
     /// What the apiserver is waiting for, when anything (a free pool for a replacement, a rebuild).
     public var message: String?
+    /// A new volume's first copy (kind clone or restore): it serves once this is finished.
+    public var populate: RebuildStatus?
 
     public init(state: String, epoch: UInt64?, servedSize: UInt64?, portal: String, iqn: String, url: String,
-                controllerAPI: String, controllerPid: Int32?, replicas: [Replica], message: String?) {
+                controllerAPI: String, controllerPid: Int32?, replicas: [Replica], message: String?,
+                populate: RebuildStatus? = nil) {
         self.state = state
         self.epoch = epoch
         self.servedSize = servedSize
@@ -221,6 +232,7 @@ public struct VolumeStatus: Codable, Sendable, Equatable {
         self.controllerPid = controllerPid
         self.replicas = replicas
         self.message = message
+        self.populate = populate
     }
 
     public var healthyReplicas: Int { replicas.filter { $0.mode == "RW" }.count }

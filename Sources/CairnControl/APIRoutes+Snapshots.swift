@@ -61,10 +61,22 @@ extension APIRoutes {
 
     private func deleteSnapshot(_ name: String, _ snapshot: String) async throws -> Response {
         let v = try record(name)
+        try await refuseWhileCloning(from: name, snapshot: snapshot)
         try await viaController(v) { try await $0.deleteSnapshot(snapshot) }
         _ = try? await refreshSnapshots(name)
         events.record("snapshot.deleted", volume: name, "snapshot \(snapshot) of \(name) deleted (its data merged away in the background)")
         return Response(status: .noContent)
+    }
+
+    /// A clone still copying needs its source: neither the volume nor the snapshot may go.
+    func refuseWhileCloning(from volume: String, snapshot: String?) async throws {
+        for c in try store.volumes() where !c.deleting {
+            guard let s = c.cloneSource, s.volume == volume, snapshot == nil || s.snapshot == snapshot else { continue }
+            if await !reconciler.hasServed(c.name) {
+                throw APIFailure(.conflict, "clone-in-progress",
+                                 "volume \(c.name) is still being cloned from \(s.volume)/\(s.snapshot): wait until it serves")
+            }
+        }
     }
 
     private func revert(_ name: String, _ snapshot: String) async throws -> Response {

@@ -162,7 +162,8 @@ struct APIRoutes: Sendable {
     private func view(_ v: VolumeRecord, _ replicas: [ReplicaRecord]) async -> Volume {
         Volume(name: v.name, size: UInt64(v.size), replicaCount: v.replicaCount, minHealthy: v.minHealthy, qos: v.qosValue,
                poolSelector: v.selector, createdAt: v.createdAt, status: await reconciler.status(v, replicas),
-               snapshots: ((try? store.snapshots(of: v.name)) ?? []).map(\.snapshot))
+               snapshots: ((try? store.snapshots(of: v.name)) ?? []).map(\.snapshot),
+               source: v.cloneSource.map { "\($0.volume)/\($0.snapshot)" })
     }
 
     private func volumeViews() async throws -> [Volume] {
@@ -186,6 +187,10 @@ struct APIRoutes: Sendable {
     private func createVolume(_ request: Request) async throws -> Response {
         let body = try VolumeSpec.normalized(try await Body.decode(request, as: VolumeCreate.self, fields: VolumeCreate.fields,
                                                                      nested: ["qos": QoS.fields]))
+        // A clone: the source's snapshots as its controller lists them now.
+        if let ref = body.fromSnapshot, let source = ref.split(separator: "/").first, try store.volume(String(source)) != nil {
+            _ = try? await refreshSnapshots(String(source))
+        }
         switch try VolumeSpec.create(body, store: store, config: config) {
         case .existing(let v):
             return Answer.json(await view(v, try store.replicas(of: v.name)))
@@ -238,6 +243,7 @@ struct APIRoutes: Sendable {
     }
 
     private func deleteVolume(_ name: String) async throws -> Response {
+        try await refuseWhileCloning(from: name, snapshot: nil)
         try store.write { db in
             guard var v = try VolumeRecord.fetchOne(db, key: name) else { throw APIFailure.notFound("no volume \(name)") }
             if !v.deleting {

@@ -40,6 +40,9 @@ public struct ControlConfig: Sendable {
     }
 
     func volumeDir(_ name: String) -> String { "\(dataDir)/volumes/\(name)" }
+    /// A clone's copy of its source volume's secret.
+    func cloneSecretFile(_ volume: String) -> String { volumeDir(volume) + "/clone-secret" }
+
     func secretFile(_ name: String) -> String { "\(volumeDir(name))/secret" }
 
     static func iqn(_ volume: String) -> String { "iqn.2026-11.io.cairn:\(volume)" }

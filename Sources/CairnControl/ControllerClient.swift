@@ -10,6 +10,17 @@ struct ControllerView: Decodable, Sendable, Equatable {
         var state: String
         var epoch: UInt64
         var minHealthy: Int
+        var populate: PopulatePart?
+        var populateError: String?
+    }
+
+    /// A new volume's first copy (the controller's `RebuildProgress`, which has no percent).
+    struct PopulatePart: Decodable, Sendable, Equatable {
+        var kind: String
+        var totalBytes: UInt64
+        var copiedBytes: UInt64
+        var finished: Bool
+        var percent: Double { totalBytes == 0 ? 100 : Double(copiedBytes) * 100 / Double(totalBytes) }
     }
 
     struct ReplicaPart: Decodable, Sendable, Equatable {

@@ -1444,6 +1444,10 @@ enum OpenAPIDocument {
             "additionalProperties": {
               "type": "string"
             }
+          },
+          "fromSnapshot": {
+            "type": "string",
+            "description": "VOLUME/SNAPSHOT: a clone of that snapshot (size at least the snapshot's)"
           }
         },
         "required": [
@@ -1475,7 +1479,9 @@ enum OpenAPIDocument {
             "type": "string",
             "enum": [
               "delta",
-              "full"
+              "full",
+              "clone",
+              "restore"
             ]
           },
           "totalBytes": {
@@ -1565,6 +1571,8 @@ enum OpenAPIDocument {
             "type": "string",
             "enum": [
               "pending",
+              "cloning",
+              "restoring",
               "healthy",
               "degraded",
               "read-only",
@@ -1604,6 +1612,9 @@ enum OpenAPIDocument {
           },
           "message": {
             "type": "string"
+          },
+          "populate": {
+            "$ref": "#/components/schemas/RebuildStatus"
           }
         },
         "required": [
@@ -1710,6 +1721,10 @@ enum OpenAPIDocument {
             "items": {
               "$ref": "#/components/schemas/Snapshot"
             }
+          },
+          "source": {
+            "type": "string",
+            "description": "a clone's VOLUME/SNAPSHOT"
           }
         },
         "required": [

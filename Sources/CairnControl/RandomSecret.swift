@@ -11,6 +11,18 @@ enum RandomSecret {
     static func create(at path: String) throws {
         var rng = SystemRandomNumberGenerator()
         let hex = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined() + "\n"
+        try writeAtomically(hex, to: path)
+    }
+
+    /// Copies the secret at `source` to `path`, the same way (a clone keeps its source's).
+    static func copy(from source: String, to path: String) throws {
+        guard let text = try? String(contentsOfFile: source, encoding: .utf8) else {
+            throw ControlError.io("cannot read \(source)")
+        }
+        try writeAtomically(text, to: path)
+    }
+
+    private static func writeAtomically(_ hex: String, to path: String) throws {
         let tmp = path + ".tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw ControlError.io("cannot write \(tmp): \(String(cString: strerror(errno)))") }

@@ -160,7 +160,7 @@ actor Reconciler {
         }
         var replicas = initial
         do {
-            try ensureSecret(v.name)
+            try ensureSecret(v)
             if try markReplacements(v, replicas) || (try placeReplacements(v, replicas)) {
                 replicas = try store.replicas(of: v.name)
             }
@@ -218,6 +218,10 @@ actor Reconciler {
                     "--secret-file", config.secretFile(v.name), "--min-healthy", "\(v.minHealthy)",
                     "--log-level", config.processLogLevel]
         for r in replicas { args += ["--replica", config.replicaAddress(r)] }
+        if let s = v.cloneSource {
+            for a in s.from { args += ["--clone-from", a] }
+            args += ["--clone-volume", s.volume, "--clone-snapshot", s.snapshotID, "--clone-secret-file", config.cloneSecretFile(v.name)]
+        }
         let q = v.qosValue
         if let x = q.iops { args += ["--qos-iops", "\(x)"] }
         if let x = q.readIops { args += ["--qos-read-iops", "\(x)"] }
@@ -231,11 +235,19 @@ actor Reconciler {
     }
 
     /// The volume's secret (32 random bytes, hex), made once, mode 0600.
-    private func ensureSecret(_ volume: String) throws {
-        let path = config.secretFile(volume)
-        if FileManager.default.fileExists(atPath: path) { return }
-        try FileManager.default.createDirectory(atPath: config.volumeDir(volume), withIntermediateDirectories: true)
-        try RandomSecret.create(at: path)
+    private func ensureSecret(_ v: VolumeRecord) throws {
+        let path = config.secretFile(v.name)
+        try FileManager.default.createDirectory(atPath: config.volumeDir(v.name), withIntermediateDirectories: true)
+        if !FileManager.default.fileExists(atPath: path) { try RandomSecret.create(at: path) }
+        // A clone keeps its own copy of the source's secret: the source may go once it is copied.
+        if let s = v.cloneSource, !FileManager.default.fileExists(atPath: config.cloneSecretFile(v.name)) {
+            try RandomSecret.copy(from: config.secretFile(s.volume), to: config.cloneSecretFile(v.name))
+        }
+    }
+
+    /// Whether the volume's controller ever said it serves (a clone's copy is done then).
+    func hasServed(_ name: String) -> Bool {
+        (live[name]?.view?.volume.epoch ?? 0) > 0
     }
 
     // MARK: - The controller's view
@@ -473,7 +485,7 @@ actor Reconciler {
 
     func status(_ v: VolumeRecord, _ replicas: [ReplicaRecord]) -> VolumeStatus {
         let l = live[v.name]
-        let state: String
+        var state: String
         if v.deleting { state = "deleting" } else if let view = l?.view { state = view.volume.state } else {
             state = l?.everAnswered == true ? "unreachable" : "pending"
         }
@@ -488,11 +500,20 @@ actor Reconciler {
                                              percent: $0.percent, finished: $0.finished)
                            })
         }
+        let populate = l?.view?.volume.populate
+        var message = l?.message
+        if let p = populate, !p.finished {
+            state = p.kind == "restore" ? "restoring" : "cloning"
+            message = l?.view?.volume.populateError ?? message
+        }
         return VolumeStatus(state: state, epoch: l?.view?.volume.epoch, servedSize: l?.view?.volume.size,
                             portal: config.portal(v), iqn: ControlConfig.iqn(v.name), url: config.url(v),
                             controllerAPI: "http://127.0.0.1:\(v.apiPort)",
                             controllerPid: l?.processes[ProcessKey.controller(v.name)]?.pid, replicas: reps,
-                            message: l?.message)
+                            message: message, populate: populate.map {
+                                RebuildStatus(kind: $0.kind, totalBytes: $0.totalBytes, copiedBytes: $0.copiedBytes,
+                                              percent: $0.percent, finished: $0.finished)
+                            })
     }
 
     /// Counts for /metrics: volumes by state, processes running, restarts.

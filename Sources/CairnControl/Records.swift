@@ -38,8 +38,11 @@ struct VolumeRecord: Codable, FetchableRecord, PersistableRecord, Sendable, Equa
     /// Bumped by every spec change (PATCH); the reconciler pushes changes it has not pushed yet.
     var generation: Int
     var createdAt: String
+    /// A clone's source (JSON of `CloneSource`); nil for a volume made empty.
+    var source: String?
 
     var qosValue: QoS { JSONText.decode(qos) ?? QoS() }
+    var cloneSource: CloneSource? { source.flatMap { JSONText.decode($0) } }
 
     /// Every volume's size by name: what each pool has provisioned (placement's arithmetic).
     static func sizes(_ db: Database) throws -> [String: UInt64] {
@@ -47,6 +50,16 @@ struct VolumeRecord: Codable, FetchableRecord, PersistableRecord, Sendable, Equa
     }
     var selector: [String: String] { JSONText.decode(poolSelector) ?? [:] }
     var deleting: Bool { phase == "deleting" }
+}
+
+/// Where a clone's data comes from: fixed when it is created, so its controller's command line
+/// stays the same for good (the source may be replaced or deleted once the copy is done).
+struct CloneSource: Codable, Sendable, Equatable {
+    var volume: String
+    var snapshot: String
+    var snapshotID: String
+    /// The source's replica addresses then.
+    var from: [String]
 }
 
 /// `replica`: one replica's placement.

@@ -81,6 +81,10 @@ final class StateStore: Sendable {
                 t.primaryKey(["volume", "name"])
             }
         }
+        m.registerMigration("v3") { db in
+            // A clone's source: JSON of `CloneSource`.
+            try db.alter(table: "volume") { t in t.add(column: "source", .text) }
+        }
         return m
     }
 

@@ -53,6 +53,28 @@ enum VolumeSpec {
     static func matches(_ v: VolumeRecord, _ c: VolumeCreate) -> Bool {
         UInt64(v.size) == c.size && v.replicaCount == c.replicas && v.minHealthy == c.minHealthy
             && v.qosValue == c.qos && v.selector == (c.poolSelector ?? [:])
+            && v.cloneSource.map { "\($0.volume)/\($0.snapshot)" } == c.fromSnapshot
+    }
+
+    /// "VOLUME/SNAPSHOT" checked against the state (the caller refreshed the source's snapshot
+    /// list just before): the source and its snapshot exist, and the clone is large enough.
+    static func cloneSource(_ ref: String, size: UInt64, db: Database, config: ControlConfig) throws -> CloneSource {
+        let parts = ref.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+            throw APIFailure.invalid("invalid-source", "fromSnapshot is VOLUME/SNAPSHOT, not \(ref.prefix(200))")
+        }
+        let (volume, name) = (String(parts[0]), String(parts[1]))
+        guard let v = try VolumeRecord.fetchOne(db, key: volume), !v.deleting else {
+            throw APIFailure.invalid("source-not-found", "no volume \(volume) to clone from")
+        }
+        guard let s = try SnapshotRecord.fetchOne(db, key: ["volume": volume, "name": name]), s.state == "ready" else {
+            throw APIFailure.invalid("source-not-found", "volume \(volume) has no snapshot \(name)")
+        }
+        guard size >= UInt64(s.size) else {
+            throw APIFailure.invalid("invalid-size", "a clone of \(ref) needs at least \(s.size) bytes (the snapshot's size), not \(size)")
+        }
+        let from = try ReplicaRecord.filter(Column("volume") == volume).fetchAll(db).map { config.replicaAddress($0) }
+        return CloneSource(volume: volume, snapshot: name, snapshotID: s.id, from: from)
     }
 
     enum Created {
@@ -72,6 +94,7 @@ enum VolumeSpec {
                 }
                 return .existing(existing)
             }
+            let source = try c.fromSnapshot.map { try cloneSource($0, size: c.size, db: db, config: config) }
             let pools = try PoolRecord.fetchAll(db)
             let all = try ReplicaRecord.fetchAll(db)
             let sizes = try VolumeRecord.sizes(db)
@@ -90,7 +113,7 @@ enum VolumeSpec {
             let v = VolumeRecord(name: c.name, size: Int64(c.size), replicaCount: count, minHealthy: c.minHealthy ?? 1,
                                  qos: JSONText.encode(c.qos ?? QoS()), poolSelector: JSONText.encode(selector),
                                  phase: "active", portalPort: ports[0], apiPort: ports[1], generation: 1,
-                                 createdAt: Timestamp.now())
+                                 createdAt: Timestamp.now(), source: source.map { JSONText.encode($0) })
             try v.insert(db)
             for (i, pool) in fits.prefix(count).enumerated() {
                 try ReplicaRecord.new(volume: c.name, pool: pool, port: ports[2 + i], role: "active").insert(db)

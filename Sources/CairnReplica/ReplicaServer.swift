@@ -84,6 +84,8 @@ actor ReplicaSession {
     var runners = RunnerPool<ReplicaRequest>()
     var idleWaiters: [CheckedContinuation<Void, Never>] = []
     var ended = false
+    /// A reader's session (a clone's controller): snapshot views only.
+    var isReader = false
 
     init(server: ReplicaServer, socket: TCPConnection, store: ReplicaStore, logger: Logger) {
         self.server = server
@@ -199,6 +201,7 @@ actor ReplicaSession {
         }
         do {
             let reply = try await store.hello(hello)
+            isReader = hello.reader == true
             writer.enqueue(OutFrame(h.reply(.ok), control: WireJSON.encode(reply)))
             logger[metadataKey: "volume"] = "\(hello.volume)"
             logger.info("controller connected", metadata: ["epoch": "\(hello.epoch)",
@@ -220,6 +223,12 @@ actor ReplicaSession {
 
     private func dispatch(_ h: WireHeader, _ reader: FrameReader, _ writer: FrameWriter) async throws(WireError) {
         guard !h.isReply else { throw .badMessage("unexpected reply frame") }
+        if isReader && !Self.allowedToReaders(h) {
+            try await reader.skip(Int(h.payloadLength))
+            logger.warning("a reader asked for \(h.opcode): refused (readers read snapshot views only)")
+            writer.enqueue(OutFrame(h.reply(.badRequest)))
+            return
+        }
         let store = self.store
         let pool = loop.buffers
         switch h.opcode {
@@ -317,6 +326,14 @@ actor ReplicaSession {
             do { try await store.resize(to: h.extent, epoch: h.epoch); writer.enqueue(OutFrame(h.reply(.ok))) } catch {
                 writer.enqueue(OutFrame(h.reply(error)))
             }
+        case .openSnapshotView:
+            let payload = try await reader.readControl(h)
+            do throws(WireStatus) {
+                let v = try await store.openSnapshotView(try decode(SnapshotViewRequest.self, payload))
+                writer.enqueue(OutFrame(h.reply(.ok), control: WireJSON.encode(v)))
+            } catch {
+                writer.enqueue(OutFrame(h.reply(error)))
+            }
         case .snapshots:
             try await reader.skip(Int(h.payloadLength))
             writer.enqueue(OutFrame(h.reply(.ok), control: WireJSON.encode(await store.snapshotList())))
@@ -339,6 +356,15 @@ actor ReplicaSession {
         case .hello, .auth:
             try await reader.skip(Int(h.payloadLength))
             writer.enqueue(OutFrame(h.reply(.badRequest)))
+        }
+    }
+
+    /// What a reader may ask: snapshot lists and views, reads and allocation of a view.
+    static func allowedToReaders(_ h: WireHeader) -> Bool {
+        switch h.opcode {
+        case .snapshots, .openSnapshotView, .ping, .status: return true
+        case .read, .allocatedExtents: return h.layer & LayerSelector.viewHandleBit != 0
+        default: return false
         }
     }
 

@@ -56,6 +56,9 @@ public actor ReplicaStore {
     var slotWaiters: [UnsafeContinuation<Void, Never>] = []
     var merging = false
     var stopMerging = false
+    /// Snapshot views open for readers (clones, backups), by handle.
+    var views: [UInt32: OpenView] = [:]
+    var nextViewHandle: UInt32 = 1
     /// Bytes per second a merge copies when the delete did not say.
     public static let defaultMergeRate: UInt64 = 64 << 20
     var mergeRate: UInt64 = ReplicaStore.defaultMergeRate
@@ -152,6 +155,16 @@ public actor ReplicaStore {
     /// grow it (`resize`) before it writes there; one of a smaller size is refused: this replica
     /// may hold data past its end.
     public func hello(_ h: Hello) throws(WireStatus) -> HelloReply {
+        if h.reader == true {
+            // A reader (a clone's controller) reads this volume's snapshots: the volume named must
+            // be this one, and a wiped replica (its layers not copied yet) has nothing to give.
+            guard let v = meta.volume, v == h.volume, meta.record != nil else {
+                logger.warning("a reader for \(h.volume) refused: this replica holds \(meta.volume ?? "no volume")\(meta.record == nil ? " and no data yet" : "")")
+                throw .wrongVolume
+            }
+            return HelloReply(replicaID: meta.replicaID, volume: v, size: meta.size, blockSize: h.blockSize,
+                              record: meta.record, dirtyMaps: [])
+        }
         guard h.size >= meta.size else {
             logger.warning("controller for \(h.volume) wants \(h.size) bytes; this replica holds \(meta.size) (a volume never shrinks)")
             throw .wrongVolume
@@ -205,7 +218,9 @@ public actor ReplicaStore {
                      layer: UInt32 = LayerSelector.view) async throws(WireStatus) {
         try checkRange(offset, UInt64(length))
         do {
-            if layer != LayerSelector.view {
+            if layer & LayerSelector.viewHandleBit != 0 {
+                _ = try await readView(layer, offset: offset, length: length, into: buffer)
+            } else if layer != LayerSelector.view {
                 let (s, _, _) = try selected(layer)
                 try await readLayer(s, offset: offset, into: IOBuffer(base: buffer.base, count: length))
             } else if !layers.chained {

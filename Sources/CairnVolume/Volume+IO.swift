@@ -161,6 +161,6 @@ extension Volume {
                               epoch: record?.epoch ?? 0, members: record?.members ?? [], minHealthy: config.minHealthy,
                               replicas: replicas, counters: counters,
                               uptimeSeconds: Double(monotonicNanos() &- startedAt) / 1e9,
-                              resync: resync?.progress ?? lastResync)
+                              resync: resync?.progress ?? lastResync, populate: populate, populateError: populateError)
     }
 }

@@ -22,6 +22,8 @@ public struct VolumeConfig: Sendable {
     public var settleIntervalNanos: UInt64 = 10_000_000_000
     /// The volume's secret: every replica link proves it both ways (nil: links are not authenticated).
     public var secret: ReplicaSecret?
+    /// A new volume's data (a clone's snapshot, a backup), copied before it first serves.
+    public var populator: (any VolumePopulator)?
 
     public init(name: String, size: UInt64, blockSize: Int, replicas: [ReplicaAddress], minHealthy: Int? = nil,
                 replicaTimeoutNanos: UInt64 = 5_000_000_000, rebuildBytesPerSecond: UInt64 = 64 << 20) {
@@ -120,6 +122,9 @@ public actor Volume {
     var resizing = false
     /// A snapshot create, delete or revert is under way (one at a time).
     var snapshotBusy = false
+    /// A new volume's copy from its populator: under way or done, and why it last failed.
+    var populate: RebuildProgress?
+    var populateError: String?
     /// Told the new size each time it changes (the SCSI layer: READ CAPACITY, the unit attention).
     var capacityObserver: (@Sendable (UInt64) async -> Void)?
 
@@ -255,7 +260,13 @@ public actor Volume {
         defer { deciding = false }
         let records = connected.compactMap { $0.hello?.record }
         if records.isEmpty {
-            // No replica has ever held data of this volume: a new volume.
+            // No replica has ever held data of this volume: a new volume, first filled from its
+            // populator (a clone, a restore) when it has one.
+            var connected = connected
+            if let p = config.populator {
+                guard let filled = await populateAll(p, connected) else { return }
+                connected = filled
+            }
             let ids = connected.compactMap(\.id).sorted()
             let first = EpochRecord(epoch: 1, membershipID: Self.randomID(), members: ids)
             logger.notice("new volume: \(first)")
@@ -263,6 +274,7 @@ public actor Volume {
             decided = true
             startSettleTicks()
             await change(first, connected.map { ($0, MembershipUpdate(record: first)) })
+            for m in members where m.mode == .err && m.isUp { startRebuild(m) }
             return
         }
         let newest = records.max { ($0.epoch, $0.membershipID) < ($1.epoch, $1.membershipID) }!

@@ -103,6 +103,9 @@ public struct VolumeSnapshot: Sendable, Codable, Equatable {
     public var uptimeSeconds: Double
     /// The resync running, or the last one (after a controller start; see Volume+Intent.swift).
     public var resync: RebuildProgress? = nil
+    /// A new volume's first copy (a clone, a restore), and why it last failed.
+    public var populate: RebuildProgress? = nil
+    public var populateError: String? = nil
     public var healthyCount: Int { replicas.filter { $0.mode == .rw }.count }
     public var degradedCount: Int { replicas.filter { $0.mode == .wo }.count }
 }

@@ -37,14 +37,18 @@ public struct Hello: Codable, Equatable, Sendable {
     public var epoch: UInt64
     /// After an `auth` exchange: the controller's proof of the volume's secret, hex (see `ReplicaSecret`).
     public var proof: String?
+    /// A reader, not the volume's controller: another volume's controller copying a snapshot
+    /// (a clone). It may list snapshots and read their views; nothing else.
+    public var reader: Bool?
 
-    public init(volume: String, size: UInt64, blockSize: Int, epoch: UInt64, proof: String? = nil) {
+    public init(volume: String, size: UInt64, blockSize: Int, epoch: UInt64, proof: String? = nil, reader: Bool? = nil) {
         self.protocolVersion = Int(WireHeader.version)
         self.volume = volume
         self.size = size
         self.blockSize = blockSize
         self.epoch = epoch
         self.proof = proof
+        self.reader = reader
     }
 }
 

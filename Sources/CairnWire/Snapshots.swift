@@ -13,6 +13,36 @@ public enum LayerSelector {
     /// deallocates (the layers below show through); a read of a hole gives zeros.
     public static let head: UInt32 = .max
     /// 1...n: the n-th snapshot of the replica's list (the order both sides of a rebuild share).
+    /// With this bit: a view handle from `openSnapshotView` (what a snapshot reads as).
+    public static let viewHandleBit: UInt32 = 1 << 31
+}
+
+/// Payload of `openSnapshotView`: what snapshot `id` reads as, and (with `base`, an older
+/// snapshot it sits on) which of its regions may differ from `base`'s.
+public struct SnapshotViewRequest: Codable, Equatable, Sendable {
+    public var id: String
+    public var base: String?
+
+    public init(id: String, base: String? = nil) {
+        self.id = id
+        self.base = base
+    }
+}
+
+/// Reply of `openSnapshotView`: a handle for reads and allocation queries (`LayerSelector`).
+public struct SnapshotView: Codable, Equatable, Sendable {
+    public var handle: UInt32
+    /// The volume's size when the snapshot was taken.
+    public var size: UInt64
+    /// Whether `base` was found below the snapshot: the allocation then lists only what may
+    /// differ from it; otherwise all the snapshot's data.
+    public var incremental: Bool
+
+    public init(handle: UInt32, size: UInt64, incremental: Bool) {
+        self.handle = handle
+        self.size = size
+        self.incremental = incremental
+    }
 }
 
 extension WireHeader {

@@ -50,6 +50,9 @@ public enum WireOpcode: UInt8, Sendable, CaseIterable {
     /// A wiped replica about to be rebuilt takes the source's snapshots (`SnapshotList`) as empty
     /// layers under its head; the rebuild then fills them (writes with a `LayerSelector`).
     case installSnapshots = 20
+    /// `SnapshotViewRequest` -> `SnapshotView`: a handle to read what a snapshot holds (its
+    /// layer over its parents'), for a clone or a backup.
+    case openSnapshotView = 21
 }
 
 /// Frame flags.

@@ -80,6 +80,8 @@ struct ControllerCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "QoS (the API's PUT /v1/qos changes them live)") var qos: QoSOptions
 
+    @OptionGroup(title: "Clone (a new volume's first data: another volume's snapshot)") var clone: CloneOptions
+
     @Option(help: "Most bytes per second a SANITIZE overwrite may write (it runs in the background).")
     var sanitizeRate: ByteSize = ByteSize(argument: "64MiB")!
 
@@ -120,6 +122,7 @@ struct ControllerCommand: AsyncParsableCommand {
         guard settleInterval.nanoseconds >= 10_000_000 else { throw ValidationError("--settle-interval is too short") }
         if let why = unitOptions.validate(logicalBlockSize: blockSize) { throw ValidationError("--physical-block-size: \(why)") }
         if let why = qos.limits.validate() { throw ValidationError("QoS: \(why)") }
+        try clone.validate(replicated: !replica.isEmpty)
     }
 
     var unitOptions: LogicalUnitOptions {
@@ -163,6 +166,7 @@ struct ControllerCommand: AsyncParsableCommand {
                                       rebuildBytesPerSecond: rebuildRate.bytes)
             config.settleIntervalNanos = settleInterval.nanoseconds
             config.secret = replicaSecret
+            config.populator = try clone.populator(loop: loop, timeoutNanos: replicaTimeout.nanoseconds, logger: logger)
             let volume = Volume(config: config, loop: loop, logger: logger)
             try await loop.run { await volume.start() }
             replicated = volume

@@ -30,7 +30,9 @@ struct VolumeCreateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a volume (the same spec again is not an error).")
 
     @Argument(help: "The volume's name (a DNS-1123 label).") var name: String
-    @Option(help: "Size, e.g. 1GiB (a multiple of 4 KiB).") var size: ByteSize
+    @Option(help: "Size, e.g. 1GiB (a multiple of 4 KiB); a clone's default is its snapshot's.") var size: ByteSize?
+    @Option(help: "Clone VOLUME/SNAPSHOT: the new volume's data is that snapshot, copied to its replicas before it serves (at the rebuild rate).")
+    var fromSnapshot: String?
     @Option(help: "Replicas, 1 to 5, each on its own pool.") var replicas: Int = 3
     @Option(help: "RW replicas needed to acknowledge writes (default: a majority).") var minHealthy: Int?
     @Option(name: .customLong("pool-selector"), help: "Only pools with this label, KEY=VALUE (repeat).") var poolSelector: [String] = []
@@ -40,9 +42,22 @@ struct VolumeCreateCommand: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
 
     func run() async throws {
-        let body = VolumeCreate(name: name, size: size.bytes, replicas: replicas, minHealthy: minHealthy,
-                                qos: qos.qos.isEmpty ? nil : qos.qos, poolSelector: try labelMap(poolSelector))
         try await runClient(options) { client in
+            var bytes = size?.bytes
+            if bytes == nil, let ref = fromSnapshot {
+                // A clone is as large as its snapshot unless told otherwise.
+                let parts = ref.split(separator: "/")
+                guard parts.count == 2 else { throw ValidationError("--from-snapshot is VOLUME/SNAPSHOT") }
+                let list: [Snapshot] = try await client.call("GET", "/v1/volumes/\(pathComponent(String(parts[0])))/snapshots")
+                guard let s = list.first(where: { $0.name == parts[1] }) else {
+                    throw ValidationError("volume \(parts[0]) has no snapshot \(parts[1])")
+                }
+                bytes = s.size
+            }
+            guard let bytes else { throw ValidationError("give --size (or --from-snapshot)") }
+            let body = VolumeCreate(name: name, size: bytes, replicas: replicas, minHealthy: minHealthy,
+                                    qos: qos.qos.isEmpty ? nil : qos.qos, poolSelector: try labelMap(poolSelector),
+                                    fromSnapshot: fromSnapshot)
             var v: Volume = try await client.call("POST", "/v1/volumes", body: body)
             if wait { v = try await waitHealthy(client, name: name, timeout: timeout) }
             try options.print(v, header: Volume.tableHeader) { [v.tableRow] }
@@ -59,7 +74,8 @@ func waitHealthy(_ client: JSONHTTPClient, name: String, timeout: Double) async 
         let rebuilding = v.status.replicas.compactMap { r in
             r.rebuild.flatMap { $0.finished ? nil : String(format: "%@ %.0f%%", r.id, $0.percent) }
         }
-        let line = "\(name): \(v.status.state), \(v.status.healthyReplicas)/\(v.status.replicas.count) replicas RW"
+        let copying = v.status.populate.flatMap { $0.finished ? nil : String(format: ", %@ %.0f%%", $0.kind, $0.percent) } ?? ""
+        let line = "\(name): \(v.status.state)\(copying), \(v.status.healthyReplicas)/\(v.status.replicas.count) replicas RW"
             + (rebuilding.isEmpty ? "" : ", rebuilding \(rebuilding.joined(separator: ", "))")
             + (v.status.message.map { " (\($0))" } ?? "")
         if line != last {

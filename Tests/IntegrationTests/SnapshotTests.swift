@@ -292,6 +292,44 @@ struct SnapshotTests {
                 && events.output.contains("snapshot.deleted"), "\(events)")
     }
 
+    @Test("clone: volume create --from-snapshot copies the snapshot (not what was written after) to the new volume's replicas; its source may go once it serves",
+          .timeLimit(.minutes(3)))
+    func cloneFromSnapshot() throws {
+        let api = try CairnAPIServer(pools: 3)
+        defer { api.stop() }
+        try #require(try api.cli(["volume", "create", "origin", "--size", "32MiB", "--wait"]).succeeded, "\(api.log)")
+        let origin = try #require(try api.status("origin")["url"] as? String)
+        try qemuChecked(origin, "write -P 0xa1 0 3M")
+        try qemuChecked(origin, "write -P 0xa2 20M 1M")
+        try #require(try api.cli(["snapshot", "create", "origin", "s1"]).succeeded)
+        try qemuChecked(origin, "write -P 0xb2 0 4M")
+
+        // Bad sources are refused before anything is placed.
+        let noSnap = try api.request("POST", "/v1/volumes", body: #"{"name":"c0","size":33554432,"fromSnapshot":"origin/nope"}"#)
+        #expect(noSnap.status == 422 && noSnap.text.contains("source-not-found"), "\(noSnap)")
+        let small = try api.request("POST", "/v1/volumes", body: #"{"name":"c0","size":4194304,"fromSnapshot":"origin/s1"}"#)
+        #expect(small.status == 422 && small.text.contains("invalid-size"), "\(small)")
+
+        let made = try api.cli(["volume", "create", "copy", "--from-snapshot", "origin/s1", "--replicas", "2", "--wait"])
+        #expect(made.succeeded, "\(made)\n\(api.log)")
+        let v = try api.volume("copy")
+        #expect(v["size"] as? Int == 32 << 20 && v["source"] as? String == "origin/s1", "\(v)")
+        let populate = (v["status"] as? [String: Any])?["populate"] as? [String: Any]
+        #expect(populate?["kind"] as? String == "clone" && populate?["finished"] as? Bool == true
+                && populate?["totalBytes"] as? Int == 4 << 20, "\(String(describing: populate))")
+        let copy = try #require(try api.status("copy")["url"] as? String)
+        try SnapshotPatterns.check(copy, [(0, 3 * mib, 0xA1), (3 * mib, 17 * mib, 0), (20 * mib, mib, 0xA2), (21 * mib, 11 * mib, 0)])
+        // The clone is a volume of its own: written apart from its source.
+        try qemuChecked(copy, "write -P 0xc3 0 1M")
+        try qemuChecked(origin, "read -P 0xb2 0 4M")
+
+        // Served: its source may go, and it goes on.
+        #expect(try api.cli(["snapshot", "delete", "origin", "s1"]).succeeded)
+        #expect(try api.cli(["volume", "delete", "origin"]).succeeded)
+        try qemuChecked(copy, "read -P 0xc3 0 1M")
+        try qemuChecked(copy, "read -P 0xa1 1M 2M")
+    }
+
     @Test("kill -9 of the controller during snapshot create, 20 times at seeded moments: every replica lists the same snapshots after",
           .timeLimit(.minutes(5)))
     func controllerKilledDuringSnapshots() throws {
