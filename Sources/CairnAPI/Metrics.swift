@@ -150,6 +150,9 @@ final class ControllerMetrics: Sendable {
         PrometheusText.latencyHistogram(name: "cairn_write_latency_seconds",
                                         help: "Write latency seen by the volume, until the replica set acknowledged it",
                                         c.writeLatency, into: &out)
+        PrometheusText.latencyHistogram(name: "cairn_snapshot_pause_seconds",
+                                        help: "How long new writes were held for each snapshot taken (the drain of those in flight included)",
+                                        c.snapshotPause, into: &out)
         return out
     }
 }

@@ -363,7 +363,7 @@ actor ReplicaSession {
     static func allowedToReaders(_ h: WireHeader) -> Bool {
         switch h.opcode {
         case .snapshots, .openSnapshotView, .ping, .status: return true
-        case .read, .allocatedExtents: return h.layer & LayerSelector.viewHandleBit != 0
+        case .read, .allocatedExtents: return LayerSelector.isViewHandle(h.layer)
         default: return false
         }
     }

@@ -275,7 +275,7 @@ extension ReplicaStore {
     /// The allocated extents of one layer, or (`view`) where any layer of the chain holds data.
     func allocated(offset: UInt64, length: UInt64, layer: UInt32) throws(WireStatus) -> [Extent] {
         let end = offset + length
-        if layer & LayerSelector.viewHandleBit != 0 { return try viewAllocation(layer, offset: offset, length: length) }
+        if LayerSelector.isViewHandle(layer) { return try viewAllocation(layer, offset: offset, length: length) }
         if layer != LayerSelector.view || !layers.chained {
             let f = layer == LayerSelector.view ? data : try selected(layer).file
             return f.allocatedRanges(from: offset, to: end).map { Extent(offset: $0.offset, length: $0.length) }

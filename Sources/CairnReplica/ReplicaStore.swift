@@ -218,7 +218,7 @@ public actor ReplicaStore {
                      layer: UInt32 = LayerSelector.view) async throws(WireStatus) {
         try checkRange(offset, UInt64(length))
         do {
-            if layer & LayerSelector.viewHandleBit != 0 {
+            if LayerSelector.isViewHandle(layer) {
                 _ = try await readView(layer, offset: offset, length: length, into: buffer)
             } else if layer != LayerSelector.view {
                 let (s, _, _) = try selected(layer)

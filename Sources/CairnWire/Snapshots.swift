@@ -13,8 +13,13 @@ public enum LayerSelector {
     /// deallocates (the layers below show through); a read of a hole gives zeros.
     public static let head: UInt32 = .max
     /// 1...n: the n-th snapshot of the replica's list (the order both sides of a rebuild share).
-    /// With this bit: a view handle from `openSnapshotView` (what a snapshot reads as).
+    /// With this bit (and not `head`): a view handle from `openSnapshotView` (what a snapshot
+    /// reads as).
     public static let viewHandleBit: UInt32 = 1 << 31
+
+    public static func isViewHandle(_ layer: UInt32) -> Bool {
+        layer != head && layer & viewHandleBit != 0
+    }
 }
 
 /// Payload of `openSnapshotView`: what snapshot `id` reads as, and (with `base`, an older
