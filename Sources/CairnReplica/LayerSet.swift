@@ -32,7 +32,7 @@ struct LayerSet {
         if let d = opendir(directory) {
             while let e = readdir(d) {
                 let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                if name.hasPrefix("layer-"), name.hasSuffix(".img"), !named.contains(name) {
+                if (name.hasPrefix("layer-") || name == "volume.img"), name.hasSuffix(".img"), !named.contains(name) {
                     logger.notice("removing \(name): no snapshot or head names it (a change a crash left half-done)")
                     unlink(directory + "/" + name)
                 }
@@ -84,6 +84,18 @@ struct LayerSet {
     /// Forgets the slot of snapshot `id`; returns its file for the caller to close.
     mutating func removeSnapshot(_ id: String) -> FileBlockStore? {
         guard let s = slotOf.removeValue(forKey: id) else { return nil }
+        return freeSlot(s)
+    }
+
+    /// Snapshot `id` now lives in `slot` (the file of `replaced`, which is gone). Its old slot
+    /// stays taken until `freeSlot`, once no read of it is in flight.
+    mutating func moveSnapshot(_ id: String, to slot: UInt16, replacing replaced: String) {
+        slotOf[replaced] = nil
+        slotOf[id] = slot
+    }
+
+    /// Gives up a slot no name points to any more; returns its file for the caller to close.
+    mutating func freeSlot(_ s: UInt16) -> FileBlockStore? {
         let f = files[Int(s)]
         files[Int(s)] = nil
         depth[Int(s)] = 0

@@ -207,6 +207,15 @@ extension ReplicaStore {
     /// and only where the head holds nothing, so no newer write is overwritten.
     private func merge(_ s: ReplicaMetadata.SnapshotEntry) async throws(WireStatus) {
         guard let sSlot = layers.slotOf[s.id], let sFile = layers.file(sSlot) else { return }
+        // One child that is a snapshot holding less than this one: its data moves into this
+        // layer's file instead, which becomes the child's (deleting the oldest of a long chain
+        // would otherwise copy the data of all before it, again and again).
+        let kids = meta.snapshotList.filter { $0.parent == s.id }
+        if kids.count == 1, meta.headParent != s.id, let c = kids.first, let cSlot = layers.slotOf[c.id],
+           let cFile = layers.file(cSlot), cFile.allocatedBytes < sFile.allocatedBytes {
+            try await mergeChildInto(s, sSlot, sFile, child: c, cSlot, cFile)
+            return
+        }
         let children = meta.snapshotList.filter { $0.parent == s.id }.compactMap { layers.slotOf[$0.id] }
             + (meta.headParent == s.id ? [layers.head] : [])
         let chunk: UInt64 = 1 << 20
@@ -252,6 +261,60 @@ extension ReplicaStore {
         layers.rechain(meta)
         generation += 1
         logger.notice("snapshot \(s.name) (\(s.id)) merged away: \(copied) bytes moved into \(children.count) layer(s)")
+    }
+
+    /// The other way round (see `merge`): the child's data is copied over `s`'s in `s`'s file,
+    /// which then becomes the child's layer (same view, the smaller side moved).
+    private func mergeChildInto(_ s: ReplicaMetadata.SnapshotEntry, _ sSlot: UInt16, _ sFile: FileBlockStore,
+                                child c: ReplicaMetadata.SnapshotEntry, _ cSlot: UInt16, _ cFile: FileBlockStore) async throws(WireStatus) {
+        if c.size > sFile.blockCount * 512 {
+            do { try sFile.grow(to: c.size) } catch { throw failed(error, "growing \(s.file) for a merge") }
+        }
+        let chunk: UInt64 = 1 << 20
+        let buf = loop.buffers.take(Int(chunk))
+        defer { loop.buffers.give(buf) }
+        let t0 = monotonicNanos()
+        var copied: UInt64 = 0
+        for r in cFile.allocatedRanges(from: 0, to: c.size) {
+            var off = r.offset
+            while off < r.offset + r.length {
+                if stopMerging { throw .unavailable }
+                let n = Int(min(chunk, r.offset + r.length - off))
+                let piece = IOBuffer(base: buf.base, count: n)
+                do {
+                    try await readLayer(cSlot, offset: off, into: piece)
+                    try await sFile.write(lba: off / 512, count: n / 512, from: piece, fua: false)
+                } catch {
+                    throw failed(error, "merge at \(off) (+\(n))")
+                }
+                off += UInt64(n)
+                copied += UInt64(n)
+                let due = UInt64(Double(copied) / Double(max(mergeRate, 1)) * 1e9)
+                let spent = monotonicNanos() &- t0
+                if due > spent { await loop.sleep(nanoseconds: due - spent) }
+            }
+        }
+        do { try await sFile.flush() } catch { throw failed(error, "merge flush") }
+        var next = meta
+        for i in next.snapshotList.indices where next.snapshots![i].id == c.id {
+            next.snapshots![i].file = s.file
+            next.snapshots![i].parent = s.parent
+        }
+        next.snapshots!.removeAll { $0.id == s.id }
+        do { try next.save(metaPath, directory: directory) } catch {
+            logger.error("saving metadata: \(error)")
+            throw .ioError
+        }
+        meta = next
+        // The index: what pointed at the child's old file now points at the merged one.
+        layers.index.relabel(cSlot, to: sSlot)
+        layers.moveSnapshot(c.id, to: sSlot, replacing: s.id)
+        layers.rechain(meta)
+        await waitForReads(cSlot)
+        if let old = layers.freeSlot(cSlot) { await old.close() }
+        unlink(directory + "/" + c.file)
+        generation += 1
+        logger.notice("snapshot \(s.name) (\(s.id)) merged away: \(copied) bytes of \(c.name) moved into its layer instead")
     }
 
     /// Copies [off, end) of layer `from` into layer `child` where `child` holds nothing.
