@@ -604,6 +604,38 @@ def control_plane_section(c):
     return md
 
 
+def load_snapshots(rundir):
+    """Perf/snapshots.py's figures (RUNDIR/snapshots.json), or None when it did not run."""
+    path = os.path.join(rundir, "snapshots.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def snapshots_section(s):
+    if not s:
+        return []
+    md = ["", "## Snapshots", ""]
+    if s.get("error"):
+        return md + [f"The snapshot run failed: {s['error']}"]
+    p = s["pause_ms"]
+    goal = s.get("goals", {}).get("pause_p99_ms")
+    verdict = "" if goal is None else " (goal < %g: %s)" % (goal, "met" if p["p99"] < goal else "NOT met")
+    md += [f"One volume of {s['size_mib']} MiB over {s['replicas']} replicas on this machine, written end to end. "
+           f"The pause: 4 KiB random writes at QD32 for {s['pause_seconds']} s with a snapshot taken every 0.5 s, "
+           "each create's answer saying how long new writes were held (the drain of those in flight included). "
+           f"The reads: 4 KiB random reads at QD32 for {s['runtime']} s, 256 random 4 KiB writes before each snapshot.",
+           "", "| figure | value |", "|---|---:|",
+           f"| snapshot pause ms, median / p99 / max ({p['n']} snapshots) | {p['median']:.2f} / {p['p99']:.2f}{verdict} / {p['max']:.2f} |",
+           f"| write IOPS meanwhile | {fmt(s['pause_write_iops'])} |"]
+    base = s["reads"][0]["iops"] if s.get("reads") else None
+    for r in s.get("reads", []):
+        rel = f" ({r['iops'] / base * 100:.0f}% of none)" if base and r["snapshots"] else ""
+        md.append(f"| randread 4 KiB QD32 IOPS with {r['snapshots']} snapshots, p99 µs | {fmt(r['iops'])}{rel}, {r['p99_us']:.0f} |")
+    return md
+
+
 def cmd_report(rundir):
     with open(os.path.join(rundir, "meta.json")) as f:
         meta = json.load(f)
@@ -709,6 +741,8 @@ def cmd_report(rundir):
     md += qos_section(qos, meta["size_mib"])
     control = load_control_plane(rundir)
     md += control_plane_section(control)
+    snaps = load_snapshots(rundir)
+    md += snapshots_section(snaps)
     if charts:
         md += ["", "## Charts", ""] + [f"![{title}]({name})" for name, title in charts]
     elif chart_note:
@@ -722,6 +756,8 @@ def cmd_report(rundir):
     bad += [f"qos/{r['name']}" for r in (qos or {}).get("runs", []) if not r["ok"]]
     if os.path.exists(os.path.join(rundir, "controlplane.out")) and not control:
         bad.append("control-plane")
+    if os.path.exists(os.path.join(rundir, "snapshots.out")) and (not snaps or snaps.get("error")):
+        bad.append("snapshots")
     if bad:
         print("failed runs: " + ", ".join(bad), file=sys.stderr)
         return 1

@@ -195,6 +195,8 @@ struct SnapshotView: Encodable {
     /// Bytes of data this snapshot alone holds (its layer, on one replica).
     var bytes: UInt64
     var deleting: Bool
+    /// In the answer to a create: how long new writes were held for it, µs.
+    var pauseMicros: UInt64?
 
     init(_ s: SnapshotInfo, names: [String: String]) {
         name = s.name

@@ -295,8 +295,10 @@ public enum ControllerAPI {
                 return problem(.badRequest, "bad-body", expected)
             }
             do throws(VolumeError) {
-                let info = try await volume.createSnapshot(name: name)
-                return json(SnapshotView(info, names: [:]), status: .created)
+                let (info, pause) = try await volume.createSnapshot(name: name)
+                var view = SnapshotView(info, names: [:])
+                view.pauseMicros = pause / 1000
+                return json(view, status: .created)
             } catch {
                 return volumeProblem(error)
             }

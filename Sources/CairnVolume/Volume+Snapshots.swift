@@ -29,8 +29,9 @@ extension Volume {
         return list
     }
 
-    /// Takes snapshot `name` on every RW replica at one point of the write stream; returns it.
-    public func createSnapshot(name: String) async throws(VolumeError) -> SnapshotInfo {
+    /// Takes snapshot `name` on every RW replica at one point of the write stream; returns it,
+    /// and how long new writes were held.
+    public func createSnapshot(name: String) async throws(VolumeError) -> (SnapshotInfo, pauseNanos: UInt64) {
         guard Self.validSnapshotName(name) else {
             throw .invalid("a snapshot name is 1 to 63 letters, digits, '.', '_' or '-', not starting with '.' or '-'")
         }
@@ -67,7 +68,7 @@ extension Volume {
         guard let info = list.snapshots.first(where: { $0.id == id }) else {
             throw .conflict("snapshot \(name) is not listed after it was taken")
         }
-        return info
+        return (info, pause)
     }
 
     /// Deletes snapshot `name`: each RW replica merges its layer away in the background.
