@@ -29,7 +29,7 @@ SWIFT ?= swift
 SWIFT_BUILD_FLAGS ?=
 SECONDS ?= 60
 
-DEPS_APT := liburing-dev libiscsi-bin libiscsi-dev libsqlite3-dev sqlite3 tgt qemu-utils qemu-block-extra \
+DEPS_APT := liburing-dev libiscsi-bin libiscsi-dev libsqlite3-dev sqlite3 libzstd-dev tgt qemu-utils qemu-block-extra \
             python3 iproute2 coreutils util-linux libc6-dev
 FIO_APT  := dpkg-dev build-essential pkg-config zlib1g-dev libaio-dev python3-venv
 
@@ -80,7 +80,7 @@ venv: deps-perf
 
 # schemathesis (PyPI) for the apiserver's OpenAPI conformance run, in the same .venv
 test-venv: deps-perf
-	@scripts/venv.sh Tests/apiserver/requirements.txt
+	@scripts/venv.sh Tests/apiserver/requirements.txt Tests/backup/requirements.txt
 
 perf: deps-perf release fio venv
 	CAIRN_BIN="$(RELEASE_BIN)" Perf/run

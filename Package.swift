@@ -3,6 +3,7 @@
 // CCairn (C shim) -> CairnIO (event loop) -> CairnBlock (block stores) -> CairnSCSI -> CairnISCSI -> cairn;
 // CairnWire (replica protocol) -> CairnReplica (replica store, server) and CairnVolume (replica set) -> cairn;
 // CairnVolume and CairnReplica -> CairnAPI (HTTP API and /metrics, Hummingbird) -> cairn;
+// CairnBackup (backup targets: a directory, S3; the block format; zstd through CZstd) -> CairnVolume;
 // CairnClient (the apiserver's REST models and HTTP client) -> CairnControl (apiserver, state store,
 // orchestrators) -> cairn. The control plane knows nothing of the data path's modules.
 import PackageDescription
@@ -96,9 +97,19 @@ let package = Package(
             ],
             swiftSettings: dataPath
         ),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", providers: [.apt(["libzstd-dev"])]),
+        .target(
+            name: "CairnBackup",
+            dependencies: [
+                "CZstd",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "CairnVolume",
-            dependencies: ["CairnWire", "CairnBlock", "CairnIO", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CairnWire", "CairnBlock", "CairnIO", "CairnBackup", .product(name: "Logging", package: "swift-log")],
             swiftSettings: dataPath
         ),
         .target(
@@ -125,7 +136,7 @@ let package = Package(
         .target(
             name: "CairnControl",
             dependencies: [
-                "CairnClient", "CProcess",
+                "CairnClient", "CProcess", "CairnBackup",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -140,12 +151,13 @@ let package = Package(
             name: "cairn",
             dependencies: [
                 "CairnISCSI", "CairnSCSI", "CairnBlock", "CairnIO", "CairnWire", "CairnReplica", "CairnVolume", "CairnAPI",
-                "CairnClient", "CairnControl",
+                "CairnClient", "CairnControl", "CairnBackup",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "CairnIOTests", dependencies: ["CairnIO", "CCairn"]),
+        .testTarget(name: "CairnBackupTests", dependencies: ["CairnBackup"]),
         .testTarget(name: "CairnControlTests", dependencies: ["CairnControl", "CairnClient"]),
         .testTarget(name: "CairnBlockTests", dependencies: ["CairnBlock", "CairnIO"]),
         .testTarget(name: "CairnSCSITests", dependencies: ["CairnSCSI", "CairnBlock", "CairnIO"]),

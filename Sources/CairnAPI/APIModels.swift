@@ -224,6 +224,40 @@ struct SnapshotListView: Encodable {
     }
 }
 
+/// A backup job: `POST /v1/backups` and `GET /v1/backups[/{id}]`.
+struct BackupView: Encodable {
+    var id: String
+    var volume: String
+    var snapshot: String
+    var target: String
+    /// running | done | failed
+    var state: String
+    var previous: String?
+    var totalBytes: UInt64
+    var readBytes: UInt64
+    var newBlocks: Int
+    var uploadedBytes: UInt64
+    var seconds: Double
+    var mibPerSecond: Double
+    var error: String?
+
+    init(_ p: BackupProgress) {
+        id = p.id
+        volume = p.volume
+        snapshot = p.snapshot
+        target = p.target
+        state = p.state
+        previous = p.previous
+        totalBytes = p.totalBytes
+        readBytes = p.readBytes
+        newBlocks = p.newBlocks
+        uploadedBytes = p.uploadedBytes
+        seconds = p.seconds
+        mibPerSecond = p.mibPerSecond
+        error = p.error
+    }
+}
+
 func rfc3339(_ seconds: Double) -> String {
     let f = ISO8601DateFormatter()
     f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]

@@ -169,6 +169,8 @@ public enum HTTPEndpointError: Error, CustomStringConvertible {
 /// | `POST /v1/snapshots` `{"name":NAME}` | 201 + `SnapshotView`; 409 name taken, offline or busy; 422 bad name |
 /// | `DELETE /v1/snapshots/{name}` | 204 (merged away in the background); 404 unknown |
 /// | `POST /v1/snapshots/{name}/revert` | 200 + `VolumeView`; 409 while an initiator is logged in; 404 unknown |
+/// | `POST /v1/backups` `{"snapshot":NAME,"target":{...}}` | 202 + `BackupView` (it runs in the background); 404 no snapshot; 422 a bad target |
+/// | `GET /v1/backups`, `GET /v1/backups/{id}` | `[BackupView]`, `BackupView` (this controller's jobs since it started) |
 /// | `GET /metrics` | Prometheus text (`ControllerMetrics`) |
 /// | `GET /healthz` | 200 `ok` unless the volume is offline, then 503 |
 public enum ControllerAPI {
@@ -329,6 +331,33 @@ public enum ControllerAPI {
                 return volumeProblem(error)
             }
             return json(VolumeView(await volume.snapshot()))
+        }
+        router.post("/v1/backups") { request, _ -> Response in
+            let expected = #"expected a JSON body {"snapshot": NAME, "target": {"url": URL, ...}}"#
+            let data: Data
+            switch await jsonBody(request, expected) {
+            case .problem(let p): return p
+            case .object(let d, let o):
+                guard Set(o.keys).isSubset(of: ["snapshot", "target"]) else { return problem(.badRequest, "unknown-field", expected) }
+                data = d
+            }
+            guard let r = try? JSONDecoder().decode(BackupRequest.self, from: data) else {
+                return problem(.badRequest, "bad-body", expected)
+            }
+            do throws(VolumeError) {
+                return json(BackupView(try await volume.startBackup(r)), status: .accepted)
+            } catch {
+                return volumeProblem(error)
+            }
+        }
+        router.get("/v1/backups") { _, _ -> Response in
+            json(await volume.backups().map(BackupView.init))
+        }
+        router.get("/v1/backups/:id") { _, context -> Response in
+            guard let id = context.parameters.get("id"), let p = await volume.backup(id) else {
+                return problem(.notFound, "not-found", "no backup job with that id on this controller")
+            }
+            return json(BackupView(p))
         }
         router.get("/metrics") { _, _ -> Response in
             let s = await volume.snapshot()

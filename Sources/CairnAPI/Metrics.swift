@@ -27,6 +27,7 @@ final class ControllerMetrics: Sendable {
         var readBlocks: UInt64 = 0, writeBlocks: UInt64 = 0
         var ejections: UInt64 = 0, rebuildBytes: UInt64 = 0, membershipChanges: UInt64 = 0
         var resyncBytes: UInt64 = 0, settledRegions: UInt64 = 0
+        var backupRead: UInt64 = 0, backupUploaded: UInt64 = 0, restoreBytes: UInt64 = 0
         var throttledNanos: UInt64 = 0, throttledCommands: UInt64 = 0
         /// cairn_rebuild_progress_ratio, one per replica label.
         var progress: [String: Gauge] = [:]
@@ -42,6 +43,7 @@ final class ControllerMetrics: Sendable {
     private let sizeOfVolume: Gauge, sectorSize: Gauge, uptime: Gauge
     private let ejections: Counter, rebuildBytes: Counter, membershipChanges: Counter
     private let resyncBytes: Counter, settledRegions: Counter
+    private let backupRead: Counter, backupUploaded: Counter, restoreBytes: Counter
     private let epoch: Gauge, pauseLast: Gauge, pauseMax: Gauge
     private let qosLimits: [Gauge], qosQueue: Gauge, qosThrottled: Counter, qosThrottledCommands: Counter
     private let loop: LoopMetrics
@@ -71,6 +73,10 @@ final class ControllerMetrics: Sendable {
                                 help: "Bytes copied at start-up to make the replicas agree where a write may have reached some only")
         settledRegions = r.counter(name: "cairn_settled_regions_total",
                                    help: "Write-intent regions settled on the replicas (idle, nothing in flight)")
+        backupRead = r.counter(name: "cairn_backup_read_bytes_total", help: "Bytes finished backups read from snapshots")
+        backupUploaded = r.counter(name: "cairn_backup_uploaded_bytes_total",
+                                   help: "Bytes finished backups stored on their targets (compressed, new blocks only)")
+        restoreBytes = r.counter(name: "cairn_restore_bytes_total", help: "Bytes a restore wrote to this new volume")
         epoch = r.gauge(name: "cairn_epoch", help: "Newest membership epoch persisted on the RW replicas")
         pauseLast = r.gauge(name: "cairn_rebuild_switch_pause_seconds", labels: [("pause", "last")],
                                 help: "Time new writes were held while a rebuilt replica turned RW: the last switch and the longest")
@@ -112,6 +118,9 @@ final class ControllerMetrics: Sendable {
             advance(membershipChanges, &l.membershipChanges, c.membershipChanges)
             advance(resyncBytes, &l.resyncBytes, c.resyncBytes)
             advance(settledRegions, &l.settledRegions, c.settledRegions)
+            advance(backupRead, &l.backupRead, c.backupReadBytes)
+            advance(backupUploaded, &l.backupUploaded, c.backupUploadedBytes)
+            advance(restoreBytes, &l.restoreBytes, c.restoreBytes)
 
             var seen = Set<String>()
             for r in s.replicas {

@@ -67,9 +67,10 @@ public final class JSONHTTPClient: Sendable {
 
     /// Sends `method path` with an optional JSON body; returns the whole answer (at most 64 MiB).
     public func send(_ method: String, _ path: String, body: Data? = nil,
-                     timeoutSeconds: Int64? = nil) async throws -> HTTPAnswer {
+                     timeoutSeconds: Int64? = nil, headers: [(String, String)] = []) async throws -> HTTPAnswer {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = HTTPMethod(rawValue: method)
+        for (k, v) in headers { request.headers.add(name: k, value: v) }
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         request.headers.add(name: "Accept", value: "application/json, application/problem+json")
         if let body {

@@ -107,9 +107,13 @@ public struct VolumeCreate: Codable, Sendable, Equatable {
     /// A clone: "VOLUME/SNAPSHOT", copied to the new volume's replicas before it serves (its
     /// size at least the snapshot's).
     public var fromSnapshot: String?
+    /// A restore: this backup's id on `backupTarget`, copied (every block checked) before it serves.
+    public var fromBackup: String?
+    public var backupTarget: TargetRef?
 
     public init(name: String, size: UInt64, replicas: Int? = nil, minHealthy: Int? = nil, qos: QoS? = nil,
-                poolSelector: [String: String]? = nil, fromSnapshot: String? = nil) {
+                poolSelector: [String: String]? = nil, fromSnapshot: String? = nil, fromBackup: String? = nil,
+                backupTarget: TargetRef? = nil) {
         self.name = name
         self.size = size
         self.replicas = replicas
@@ -117,9 +121,12 @@ public struct VolumeCreate: Codable, Sendable, Equatable {
         self.qos = qos
         self.poolSelector = poolSelector
         self.fromSnapshot = fromSnapshot
+        self.fromBackup = fromBackup
+        self.backupTarget = backupTarget
     }
 
-    public static let fields: Set<String> = ["name", "size", "replicas", "minHealthy", "qos", "poolSelector", "fromSnapshot"]
+    public static let fields: Set<String> = ["name", "size", "replicas", "minHealthy", "qos", "poolSelector", "fromSnapshot",
+                                             "fromBackup", "backupTarget"]
 }
 
 /// `PATCH /v1/volumes/{name}`: a larger size (grown online), and/or new QoS limits (whole).
@@ -147,12 +154,14 @@ public struct Volume: Codable, Sendable, Equatable {
     public var status: VolumeStatus
     /// The volume's snapshots, oldest first, as the apiserver last saw them.
     public var snapshots: [Snapshot]
-    /// A clone's source, "VOLUME/SNAPSHOT".
+    /// A clone's source, "VOLUME/SNAPSHOT", or a restore's, "TARGET BACKUP".
     public var source: String?
+    /// Backups of the volume made through the apiserver, oldest first.
+    public var backups: [Backup]
 
     public init(name: String, size: UInt64, replicaCount: Int, minHealthy: Int, qos: QoS,
                 poolSelector: [String: String], createdAt: String, status: VolumeStatus, snapshots: [Snapshot] = [],
-                source: String? = nil) {
+                source: String? = nil, backups: [Backup] = []) {
         self.name = name
         self.size = size
         self.replicaCount = replicaCount
@@ -163,6 +172,7 @@ public struct Volume: Codable, Sendable, Equatable {
         self.status = status
         self.snapshots = snapshots
         self.source = source
+        self.backups = backups
     }
 }
 
@@ -189,6 +199,107 @@ public struct Snapshot: Codable, Sendable, Equatable {
         self.size = size
         self.bytes = bytes
         self.state = state
+    }
+}
+
+/// Where backups live: `file:///DIR` or `s3://BUCKET/PREFIX` (with an S3 endpoint, region and
+/// credentials).
+public struct TargetRef: Codable, Sendable, Equatable {
+    public var url: String
+    public var endpoint: String?
+    public var region: String?
+    public var accessKeyID: String?
+    public var secretAccessKey: String?
+    public static let fields: Set<String> = ["url", "endpoint", "region", "accessKeyID", "secretAccessKey"]
+
+    public init(url: String, endpoint: String? = nil, region: String? = nil, accessKeyID: String? = nil,
+                secretAccessKey: String? = nil) {
+        self.url = url
+        self.endpoint = endpoint
+        self.region = region
+        self.accessKeyID = accessKeyID
+        self.secretAccessKey = secretAccessKey
+    }
+}
+
+/// `POST /v1/volumes/{name}/backups`: back up `snapshot` (default: a new one) to `target`.
+public struct BackupCreate: Codable, Sendable, Equatable {
+    public var snapshot: String?
+    public var target: TargetRef
+    public static let fields: Set<String> = ["snapshot", "target"]
+
+    public init(snapshot: String?, target: TargetRef) {
+        self.snapshot = snapshot
+        self.target = target
+    }
+}
+
+/// A backup made through the apiserver (its job's progress, then its outcome).
+public struct Backup: Codable, Sendable, Equatable {
+    public var id: String
+    public var volume: String
+    public var snapshot: String
+    /// The target's URL.
+    public var target: String
+    public var createdAt: String
+    /// running | done | failed
+    public var state: String
+    /// Bytes to read from the snapshot (what changed since the previous backup, or all its data).
+    public var totalBytes: UInt64
+    public var readBytes: UInt64
+    /// Bytes stored anew on the target (compressed), and how many blocks.
+    public var uploadedBytes: UInt64
+    public var newBlocks: Int
+    public var mibPerSecond: Double
+    /// The backup it is incremental on.
+    public var previous: String?
+    public var error: String?
+
+    public init(id: String, volume: String, snapshot: String, target: String, createdAt: String, state: String,
+                totalBytes: UInt64, readBytes: UInt64, uploadedBytes: UInt64, newBlocks: Int, mibPerSecond: Double,
+                previous: String?, error: String?) {
+        self.id = id
+        self.volume = volume
+        self.snapshot = snapshot
+        self.target = target
+        self.createdAt = createdAt
+        self.state = state
+        self.totalBytes = totalBytes
+        self.readBytes = readBytes
+        self.uploadedBytes = uploadedBytes
+        self.newBlocks = newBlocks
+        self.mibPerSecond = mibPerSecond
+        self.previous = previous
+        self.error = error
+    }
+}
+
+/// A backup as its target holds it (`GET /v1/backups`).
+public struct StoredBackup: Codable, Sendable, Equatable {
+    public var id: String
+    public var volume: String
+    public var snapshot: String
+    public var createdAt: String
+    /// The volume's size.
+    public var size: UInt64
+    /// Bytes of data in it (holes left out), and bytes its own run stored.
+    public var dataBytes: UInt64
+    public var uploadedBytes: UInt64
+    public var previous: String?
+    /// Blocks it names (2 MiB each), data blocks only.
+    public var blocks: Int
+
+    public init(id: String, volume: String, snapshot: String, createdAt: String, size: UInt64, dataBytes: UInt64,
+                uploadedBytes: UInt64, previous: String?, blocks: Int) {
+        self.id = id
+        self.volume = volume
+        self.snapshot = snapshot
+        self.createdAt = createdAt
+        self.size = size
+        self.dataBytes = dataBytes
+        self.uploadedBytes = uploadedBytes
+        self.previous = previous
+        self.blocks = blocks
     }
 }
 

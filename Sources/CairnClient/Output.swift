@@ -84,6 +84,23 @@ extension Snapshot {
     }
 }
 
+extension Backup {
+    public static let tableHeader = ["id", "volume", "snapshot", "state", "read", "stored", "MiB/s", "target"]
+
+    public var tableRow: [String] {
+        [id, volume, snapshot, state + (error.map { ": \($0)" } ?? ""), Render.bytes(readBytes), Render.bytes(uploadedBytes),
+         String(format: "%.1f", mibPerSecond), target]
+    }
+}
+
+extension StoredBackup {
+    public static let tableHeader = ["id", "volume", "snapshot", "created", "size", "data", "stored", "previous"]
+
+    public var tableRow: [String] {
+        [id, volume, snapshot, createdAt, Render.bytes(size), Render.bytes(dataBytes), Render.bytes(uploadedBytes), previous ?? "-"]
+    }
+}
+
 extension Pool {
     public static let tableHeader = ["name", "state", "path", "replicas", "provisioned", "free", "labels"]
 

@@ -25,7 +25,7 @@ extension APIRoutes {
 
     /// Runs `body` against the volume's controller: its problem documents pass through with
     /// their status; no answer at all is a 503.
-    private func viaController<T>(_ v: VolumeRecord, _ body: (ControllerClient) async throws -> T) async throws -> T {
+    func viaController<T>(_ v: VolumeRecord, _ body: (ControllerClient) async throws -> T) async throws -> T {
         guard !v.deleting else { throw APIFailure.notFound("no volume \(v.name)") }
         do {
             return try await body(await reconciler.client(v))

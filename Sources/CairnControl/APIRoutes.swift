@@ -1,3 +1,4 @@
+import CairnBackup
 import CairnClient
 import Foundation
 @_implementationOnly import GRDB
@@ -61,6 +62,7 @@ struct APIRoutes: Sendable {
             await handle("replace replica") { try await replaceReplica(try param(context, "name"), try param(context, "id")) }
         }
         addSnapshotRoutes(to: router)
+        addBackupRoutes(to: router)
         router.get("/events") { request, _ in await handle("events") { try eventsAnswer(request) } }
     }
 
@@ -163,7 +165,7 @@ struct APIRoutes: Sendable {
         Volume(name: v.name, size: UInt64(v.size), replicaCount: v.replicaCount, minHealthy: v.minHealthy, qos: v.qosValue,
                poolSelector: v.selector, createdAt: v.createdAt, status: await reconciler.status(v, replicas),
                snapshots: ((try? store.snapshots(of: v.name)) ?? []).map(\.snapshot),
-               source: v.cloneSource.map { "\($0.volume)/\($0.snapshot)" })
+               source: v.sourceText, backups: ((try? store.backups(of: v.name)) ?? []).map(\.backup))
     }
 
     private func volumeViews() async throws -> [Volume] {
@@ -191,7 +193,8 @@ struct APIRoutes: Sendable {
         if let ref = body.fromSnapshot, let source = ref.split(separator: "/").first, try store.volume(String(source)) != nil {
             _ = try? await refreshSnapshots(String(source))
         }
-        switch try VolumeSpec.create(body, store: store, config: config) {
+        let restore = try await restoreSource(body)
+        switch try VolumeSpec.create(body, restore: restore, store: store, config: config) {
         case .existing(let v):
             return Answer.json(await view(v, try store.replicas(of: v.name)))
         case .created(let v):

@@ -40,6 +40,9 @@ public struct ControlConfig: Sendable {
     }
 
     func volumeDir(_ name: String) -> String { "\(dataDir)/volumes/\(name)" }
+    /// A restore's S3 credentials (KEY=VALUE lines, 0600).
+    func restoreCredentialsFile(_ volume: String) -> String { volumeDir(volume) + "/restore-credentials" }
+
     /// A clone's copy of its source volume's secret.
     func cloneSecretFile(_ volume: String) -> String { volumeDir(volume) + "/clone-secret" }
 

@@ -160,6 +160,34 @@ struct ControllerClient: Sendable {
         try JSONHTTPClient.check(answer)
     }
 
+    /// The controller's backup job (its `BackupView`).
+    struct BackupJobAnswer: Decodable, Sendable {
+        var id: String
+        var volume: String
+        var snapshot: String
+        var target: String
+        var state: String
+        var previous: String?
+        var totalBytes: UInt64
+        var readBytes: UInt64
+        var newBlocks: Int
+        var uploadedBytes: UInt64
+        var mibPerSecond: Double
+        var error: String?
+    }
+
+    func startBackup(snapshot: String, target: TargetRef) async throws -> BackupJobAnswer {
+        struct Body: Encodable { var snapshot: String; var target: TargetRef }
+        let answer = try await http.send("POST", "/v1/backups", body: try WireJSON.encoder().encode(Body(snapshot: snapshot, target: target)),
+                                         timeoutSeconds: 60)
+        try JSONHTTPClient.check(answer)
+        return try JSONDecoder().decode(BackupJobAnswer.self, from: answer.body)
+    }
+
+    func backupJob(_ id: String) async throws -> BackupJobAnswer {
+        try await http.call("GET", "/v1/backups/\(Self.escape(id))")
+    }
+
     static func escape(_ s: String) -> String {
         s.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? s
     }

@@ -22,7 +22,7 @@ enum RandomSecret {
         try writeAtomically(text, to: path)
     }
 
-    private static func writeAtomically(_ hex: String, to path: String) throws {
+    static func writeAtomically(_ hex: String, to path: String) throws {
         let tmp = path + ".tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw ControlError.io("cannot write \(tmp): \(String(cString: strerror(errno)))") }

@@ -222,6 +222,12 @@ actor Reconciler {
             for a in s.from { args += ["--clone-from", a] }
             args += ["--clone-volume", s.volume, "--clone-snapshot", s.snapshotID, "--clone-secret-file", config.cloneSecretFile(v.name)]
         }
+        if let r = v.restoreSource {
+            args += ["--restore-from", r.target.url, "--restore-backup", r.backup]
+            if let e = r.target.endpoint { args += ["--restore-endpoint", e] }
+            if let g = r.target.region { args += ["--restore-region", g] }
+            if r.target.url.hasPrefix("s3://") { args += ["--restore-credentials-file", config.restoreCredentialsFile(v.name)] }
+        }
         let q = v.qosValue
         if let x = q.iops { args += ["--qos-iops", "\(x)"] }
         if let x = q.readIops { args += ["--qos-read-iops", "\(x)"] }

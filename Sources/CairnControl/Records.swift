@@ -43,6 +43,11 @@ struct VolumeRecord: Codable, FetchableRecord, PersistableRecord, Sendable, Equa
 
     var qosValue: QoS { JSONText.decode(qos) ?? QoS() }
     var cloneSource: CloneSource? { source.flatMap { JSONText.decode($0) } }
+    var restoreSource: RestoreSource? { source.flatMap { JSONText.decode($0) } }
+    /// "VOLUME/SNAPSHOT" for a clone, "URL ID" for a restore.
+    var sourceText: String? {
+        cloneSource.map { "\($0.volume)/\($0.snapshot)" } ?? restoreSource.map { "\($0.target.url) \($0.backup)" }
+    }
 
     /// Every volume's size by name: what each pool has provisioned (placement's arithmetic).
     static func sizes(_ db: Database) throws -> [String: UInt64] {
@@ -60,6 +65,39 @@ struct CloneSource: Codable, Sendable, Equatable {
     var snapshotID: String
     /// The source's replica addresses then.
     var from: [String]
+}
+
+/// Where a restored volume's data comes from: a backup on a target (its credentials are in the
+/// volume's folder, not here).
+struct RestoreSource: Codable, Sendable, Equatable {
+    var backup: String
+    var target: TargetRef
+    var volume: String
+    var snapshot: String
+}
+
+/// `backup`: a backup made through the apiserver.
+struct BackupRecord: Codable, FetchableRecord, PersistableRecord, Sendable, Equatable {
+    static let databaseTableName = "backup"
+    var id: String
+    var volume: String
+    var snapshot: String
+    var target: String
+    var createdAt: String
+    var state: String
+    var totalBytes: Int64
+    var readBytes: Int64
+    var uploadedBytes: Int64
+    var newBlocks: Int
+    var mibPerSecond: Double
+    var previous: String?
+    var error: String?
+
+    var backup: Backup {
+        Backup(id: id, volume: volume, snapshot: snapshot, target: target, createdAt: createdAt, state: state,
+               totalBytes: UInt64(totalBytes), readBytes: UInt64(readBytes), uploadedBytes: UInt64(uploadedBytes),
+               newBlocks: newBlocks, mibPerSecond: mibPerSecond, previous: previous, error: error)
+    }
 }
 
 /// `replica`: one replica's placement.

@@ -85,7 +85,33 @@ final class StateStore: Sendable {
             // A clone's source: JSON of `CloneSource`.
             try db.alter(table: "volume") { t in t.add(column: "source", .text) }
         }
+        m.registerMigration("v4") { db in
+            // Backups outlive their volume: no reference to it.
+            try db.create(table: "backup") { t in
+                t.primaryKey("id", .text)
+                t.column("volume", .text).notNull().indexed()
+                t.column("snapshot", .text).notNull()
+                t.column("target", .text).notNull()
+                t.column("createdAt", .text).notNull()
+                t.column("state", .text).notNull()
+                t.column("totalBytes", .integer).notNull()
+                t.column("readBytes", .integer).notNull()
+                t.column("uploadedBytes", .integer).notNull()
+                t.column("newBlocks", .integer).notNull()
+                t.column("mibPerSecond", .double).notNull()
+                t.column("previous", .text)
+                t.column("error", .text)
+            }
+        }
         return m
+    }
+
+    func backups(of volume: String) throws -> [BackupRecord] {
+        try db.read { try BackupRecord.filter(Column("volume") == volume).order(Column("createdAt"), Column("id")).fetchAll($0) }
+    }
+
+    func saveBackup(_ b: BackupRecord) throws {
+        try db.write { try b.save($0) }
     }
 
     func snapshots(of volume: String) throws -> [SnapshotRecord] {

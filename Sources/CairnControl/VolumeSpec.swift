@@ -54,6 +54,7 @@ enum VolumeSpec {
         UInt64(v.size) == c.size && v.replicaCount == c.replicas && v.minHealthy == c.minHealthy
             && v.qosValue == c.qos && v.selector == (c.poolSelector ?? [:])
             && v.cloneSource.map { "\($0.volume)/\($0.snapshot)" } == c.fromSnapshot
+            && v.restoreSource?.backup == c.fromBackup
     }
 
     /// "VOLUME/SNAPSHOT" checked against the state (the caller refreshed the source's snapshot
@@ -83,7 +84,7 @@ enum VolumeSpec {
     }
 
     /// Records a new volume and its replicas' placement in one transaction, or finds the same one.
-    static func create(_ c: VolumeCreate, store: StateStore, config: ControlConfig) throws -> Created {
+    static func create(_ c: VolumeCreate, restore: RestoreSource? = nil, store: StateStore, config: ControlConfig) throws -> Created {
         try store.write { db in
             if let existing = try VolumeRecord.fetchOne(db, key: c.name) {
                 guard !existing.deleting else {
@@ -113,7 +114,8 @@ enum VolumeSpec {
             let v = VolumeRecord(name: c.name, size: Int64(c.size), replicaCount: count, minHealthy: c.minHealthy ?? 1,
                                  qos: JSONText.encode(c.qos ?? QoS()), poolSelector: JSONText.encode(selector),
                                  phase: "active", portalPort: ports[0], apiPort: ports[1], generation: 1,
-                                 createdAt: Timestamp.now(), source: source.map { JSONText.encode($0) })
+                                 createdAt: Timestamp.now(),
+                                 source: source.map { JSONText.encode($0) } ?? restore.map { JSONText.encode($0) })
             try v.insert(db)
             for (i, pool) in fits.prefix(count).enumerated() {
                 try ReplicaRecord.new(volume: c.name, pool: pool, port: ports[2 + i], role: "active").insert(db)

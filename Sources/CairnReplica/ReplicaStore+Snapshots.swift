@@ -246,6 +246,11 @@ extension ReplicaStore {
                 }
             }
         }
+        // What was copied is durable before the layer it came from goes (a crash before this
+        // merges again, from the start).
+        for child in children {
+            do { try await layers.file(child)?.flush() } catch { throw failed(error, "merge flush") }
+        }
         var next = meta
         for i in next.snapshotList.indices where next.snapshots![i].parent == s.id { next.snapshots![i].parent = s.parent }
         if next.headParent == s.id { next.headParent = s.parent }
@@ -340,9 +345,6 @@ extension ReplicaStore {
             let r = Self.granules(a, b - a)
             layers.hold(r.first, r.count, in: child)
             copied += UInt64(n)
-        }
-        if copied > 0 {
-            do { try await cf.flush() } catch { throw failed(error, "merge flush") }
         }
         return copied
     }

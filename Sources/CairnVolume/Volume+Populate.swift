@@ -41,6 +41,7 @@ extension Volume {
                 case .success(let n):
                     progress.copiedBytes += n
                     populate = progress
+                    if p.kind == "restore" { counters.restoreBytes += n }
                 case .failure(let e):
                     if failure == nil { failure = e }
                 }

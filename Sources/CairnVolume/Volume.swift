@@ -125,6 +125,8 @@ public actor Volume {
     /// A new volume's copy from its populator: under way or done, and why it last failed.
     var populate: RebuildProgress?
     var populateError: String?
+    /// Backup jobs, running and the last finished ones.
+    var backupProgress: [String: BackupProgress] = [:]
     /// Told the new size each time it changes (the SCSI layer: READ CAPACITY, the unit attention).
     var capacityObserver: (@Sendable (UInt64) async -> Void)?
 

@@ -87,6 +87,11 @@ public struct VolumeCounters: Sendable, Codable, Equatable {
     public var snapshotsTaken: UInt64 = 0
     public var snapshotPause = LatencyHistogram()
     public var lastSnapshotPauseNanos: UInt64 = 0
+    /// Bytes backups read from snapshots, and stored (compressed) on their targets.
+    public var backupReadBytes: UInt64 = 0
+    public var backupUploadedBytes: UInt64 = 0
+    /// Bytes restores wrote to a new volume.
+    public var restoreBytes: UInt64 = 0
 }
 
 /// Everything the API and metrics need, taken in one hop to the volume's loop.

@@ -82,6 +82,8 @@ struct ControllerCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "Clone (a new volume's first data: another volume's snapshot)") var clone: CloneOptions
 
+    @OptionGroup(title: "Restore (a new volume's first data: a backup)") var restore: RestoreOptions
+
     @Option(help: "Most bytes per second a SANITIZE overwrite may write (it runs in the background).")
     var sanitizeRate: ByteSize = ByteSize(argument: "64MiB")!
 
@@ -123,6 +125,8 @@ struct ControllerCommand: AsyncParsableCommand {
         if let why = unitOptions.validate(logicalBlockSize: blockSize) { throw ValidationError("--physical-block-size: \(why)") }
         if let why = qos.limits.validate() { throw ValidationError("QoS: \(why)") }
         try clone.validate(replicated: !replica.isEmpty)
+        try restore.validate(replicated: !replica.isEmpty)
+        guard clone.cloneVolume == nil || restore.restoreFrom == nil else { throw ValidationError("a clone or a restore, not both") }
     }
 
     var unitOptions: LogicalUnitOptions {
@@ -167,6 +171,7 @@ struct ControllerCommand: AsyncParsableCommand {
             config.settleIntervalNanos = settleInterval.nanoseconds
             config.secret = replicaSecret
             config.populator = try clone.populator(loop: loop, timeoutNanos: replicaTimeout.nanoseconds, logger: logger)
+                ?? restore.populator(logger: logger)
             let volume = Volume(config: config, loop: loop, logger: logger)
             try await loop.run { await volume.start() }
             replicated = volume
