@@ -33,7 +33,9 @@ schemas = {
                       "replicas": {"type": "integer", "minimum": 1, "maximum": 5, "default": 3},
                       "minHealthy": {"type": "integer", "minimum": 1, "maximum": 5, "description": "default: a majority of replicas"},
                       "qos": ref("QoS"), "poolSelector": labels,
-                      "fromSnapshot": {"type": "string", "description": "VOLUME/SNAPSHOT: a clone of that snapshot (size at least the snapshot's)"}},
+                      "fromSnapshot": {"type": "string", "description": "VOLUME/SNAPSHOT: a clone of that snapshot (size at least the snapshot's)"},
+                      "fromBackup": {"type": "string", "description": "a backup's id on backupTarget: a restore (size at least the backup's)"},
+                      "backupTarget": ref("TargetRef")},
                      ["name", "size"]),
  "VolumePatch": obj({"size": {"type": "integer", "minimum": 4096, "multipleOf": 4096, "description": "a larger size: grown online"}, "qos": ref("QoS")}, []),
  "RebuildStatus": obj({"kind": {"type": "string", "enum": ["delta", "full", "clone", "restore"]}, "totalBytes": u64, "copiedBytes": u64, "percent": {"type": "number"}, "finished": {"type": "boolean"}},
@@ -52,11 +54,23 @@ schemas = {
                   "state": {"type": "string", "enum": ["ready", "deleting"]}},
                  ["name", "id", "createdAt", "size", "bytes", "state"]),
  "SnapshotRequest": obj({"name": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9._-]{0,62}$"}}, ["name"]),
+ "TargetRef": obj({"url": {"type": "string", "description": "file:///DIR or s3://BUCKET/PREFIX"}, "endpoint": {"type": "string"},
+                   "region": {"type": "string"}, "accessKeyID": {"type": "string"}, "secretAccessKey": {"type": "string"}}, ["url"]),
+ "BackupCreate": obj({"snapshot": {"type": "string", "description": "default: a snapshot taken now"}, "target": ref("TargetRef")}, ["target"]),
+ "Backup": obj({"id": {"type": "string"}, "volume": {"type": "string"}, "snapshot": {"type": "string"}, "target": {"type": "string"},
+                "createdAt": {"type": "string"}, "state": {"type": "string", "enum": ["running", "done", "failed"]},
+                "totalBytes": u64, "readBytes": u64, "uploadedBytes": u64, "newBlocks": {"type": "integer", "minimum": 0},
+                "mibPerSecond": {"type": "number"}, "previous": {"type": "string"}, "error": {"type": "string"}},
+               ["id", "volume", "snapshot", "target", "createdAt", "state", "totalBytes", "readBytes", "uploadedBytes", "newBlocks", "mibPerSecond"]),
+ "StoredBackup": obj({"id": {"type": "string"}, "volume": {"type": "string"}, "snapshot": {"type": "string"}, "createdAt": {"type": "string"},
+                      "size": u64, "dataBytes": u64, "uploadedBytes": u64, "previous": {"type": "string"}, "blocks": {"type": "integer", "minimum": 0}},
+                     ["id", "volume", "snapshot", "createdAt", "size", "dataBytes", "uploadedBytes", "blocks"]),
  "Volume": obj({"name": {"type": "string"}, "size": u64, "replicaCount": {"type": "integer"}, "minHealthy": {"type": "integer"}, "qos": ref("QoS"),
                 "poolSelector": labels, "createdAt": {"type": "string", "format": "date-time"}, "status": ref("VolumeStatus"),
                 "snapshots": {"type": "array", "items": ref("Snapshot")},
-                "source": {"type": "string", "description": "a clone's VOLUME/SNAPSHOT"}},
-               ["name", "size", "replicaCount", "minHealthy", "qos", "poolSelector", "createdAt", "status", "snapshots"]),
+                "source": {"type": "string", "description": "a clone's VOLUME/SNAPSHOT, a restore's TARGET BACKUP"},
+                "backups": {"type": "array", "items": ref("Backup")}},
+               ["name", "size", "replicaCount", "minHealthy", "qos", "poolSelector", "createdAt", "status", "snapshots", "backups"]),
  "VolumeStats": obj({"name": {"type": "string"}, "readOps": u64, "writeOps": u64, "readBytes": u64, "writeBytes": u64,
                      "readLatencyMicros": {"type": "number"}, "writeLatencyMicros": {"type": "number"}, "usedBytes": u64, "size": u64,
                      "sectorSize": {"type": "integer"}, "uptimeSeconds": {"type": "number"}, "replicaCount": {"type": "integer"}, "status": {"type": "string", "enum": ["RW", "RO"]}},
@@ -83,6 +97,13 @@ def req(schema): return {"required": True, "content": {"application/json": {"sch
 name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 rid = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 snap = {"name": "snapshot", "in": "path", "required": True, "schema": {"type": "string"}}
+target_params = [
+    {"name": "target", "in": "query", "required": True, "schema": {"type": "string"}, "description": "file:///DIR or s3://BUCKET/PREFIX"},
+    {"name": "endpoint", "in": "query", "schema": {"type": "string"}},
+    {"name": "region", "in": "query", "schema": {"type": "string"}},
+    {"name": "X-Cairn-Access-Key-Id", "in": "header", "schema": {"type": "string"}},
+    {"name": "X-Cairn-Secret-Access-Key", "in": "header", "schema": {"type": "string"}},
+]
 paths = {
  "/v1/pools": {
    "get": {"operationId": "listPools", "summary": "List pools with their capacity", "responses": resp("401", **{"200": body({"type": "array", "items": ref("Pool")})})},
@@ -130,6 +151,22 @@ paths = {
    "parameters": [name, snap],
    "post": {"operationId": "revertVolume", "summary": "Make the volume read as the snapshot (refused while an initiator is logged in)",
             "responses": resp("401", "404", "409", "503", **{"200": body(ref("Volume"))})}},
+ "/v1/volumes/{name}/backups": {
+   "parameters": [name],
+   "get": {"operationId": "listVolumeBackups", "summary": "The volume's backups made through the apiserver",
+           "responses": resp("401", "404", **{"200": body({"type": "array", "items": ref("Backup")})})},
+   "post": {"operationId": "createBackup", "summary": "Back a snapshot up (default: one taken now); incremental on the volume's last backup there",
+            "requestBody": req(ref("BackupCreate")),
+            "responses": resp("400", "401", "404", "409", "413", "422", "503", **{"202": body(ref("Backup"), "Started")})}},
+ "/v1/backups": {
+   "get": {"operationId": "listBackups", "summary": "The backups on a target, oldest first",
+           "parameters": target_params,
+           "responses": resp("400", "401", "422", "503", **{"200": body({"type": "array", "items": ref("StoredBackup")})})}},
+ "/v1/backups/{id}": {
+   "parameters": [rid] + target_params,
+   "get": {"operationId": "getBackup", "responses": resp("400", "401", "404", "422", "503", **{"200": body(ref("StoredBackup"))})},
+   "delete": {"operationId": "deleteBackup", "summary": "Delete a backup and the blocks no other backup on the target needs",
+              "responses": resp("400", "401", "404", "422", "503", **{"204": {"description": "Deleted"}})}},
  "/v1/events": {
    "get": {"operationId": "events", "summary": "Events, oldest first; with follow=1 a stream of one JSON object a line",
            "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "Only events with a larger id"},

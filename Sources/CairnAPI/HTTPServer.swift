@@ -354,7 +354,7 @@ public enum ControllerAPI {
             json(await volume.backups().map(BackupView.init))
         }
         router.get("/v1/backups/:id") { _, context -> Response in
-            guard let id = context.parameters.get("id"), let p = await volume.backup(id) else {
+            guard let id = context.parameters.get("id")?.removingPercentEncoding, let p = await volume.backup(id) else {
                 return problem(.notFound, "not-found", "no backup job with that id on this controller")
             }
             return json(BackupView(p))

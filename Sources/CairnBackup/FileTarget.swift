@@ -9,11 +9,10 @@ public struct FileTarget: BackupTarget {
     public let root: String
     public var description: String { "file://\(root)" }
 
+    /// Nothing is created until the first write (a list of a directory that is not there is empty).
     public init(root: String) throws(BackupError) {
+        guard !root.contains("\0"), root.utf8.count < 4000 else { throw .invalid("bad directory \(root.prefix(100))") }
         self.root = root.hasSuffix("/") ? String(root.dropLast()) : root
-        do { try FileManager.default.createDirectory(atPath: self.root, withIntermediateDirectories: true) } catch {
-            throw .target("cannot create \(root): \(error)")
-        }
     }
 
     private func path(_ key: String) throws(BackupError) -> String {

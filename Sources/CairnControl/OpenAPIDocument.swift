@@ -1099,6 +1099,426 @@ enum OpenAPIDocument {
         }
       }
     },
+    "/v1/volumes/{name}/backups": {
+      "parameters": [
+        {
+          "name": "name",
+          "in": "path",
+          "required": true,
+          "schema": {
+            "type": "string"
+          }
+        }
+      ],
+      "get": {
+        "operationId": "listVolumeBackups",
+        "summary": "The volume's backups made through the apiserver",
+        "responses": {
+          "401": {
+            "description": "No bearer token, or a wrong one",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "404": {
+            "description": "No such resource",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "type": "array",
+                  "items": {
+                    "$ref": "#/components/schemas/Backup"
+                  }
+                }
+              }
+            }
+          }
+        }
+      },
+      "post": {
+        "operationId": "createBackup",
+        "summary": "Back a snapshot up (default: one taken now); incremental on the volume's last backup there",
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/BackupCreate"
+              }
+            }
+          }
+        },
+        "responses": {
+          "400": {
+            "description": "Malformed body: not JSON, not an object, a wrong type, or an unknown field",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "401": {
+            "description": "No bearer token, or a wrong one",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "404": {
+            "description": "No such resource",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "Conflicts with the state",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "413": {
+            "description": "Body larger than 1 MiB",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "422": {
+            "description": "A value that is not allowed",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "503": {
+            "description": "The volume's controller does not answer",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "202": {
+            "description": "Started",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Backup"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "/v1/backups": {
+      "get": {
+        "operationId": "listBackups",
+        "summary": "The backups on a target, oldest first",
+        "parameters": [
+          {
+            "name": "target",
+            "in": "query",
+            "required": true,
+            "schema": {
+              "type": "string"
+            },
+            "description": "file:///DIR or s3://BUCKET/PREFIX"
+          },
+          {
+            "name": "endpoint",
+            "in": "query",
+            "schema": {
+              "type": "string"
+            }
+          },
+          {
+            "name": "region",
+            "in": "query",
+            "schema": {
+              "type": "string"
+            }
+          },
+          {
+            "name": "X-Cairn-Access-Key-Id",
+            "in": "header",
+            "schema": {
+              "type": "string"
+            }
+          },
+          {
+            "name": "X-Cairn-Secret-Access-Key",
+            "in": "header",
+            "schema": {
+              "type": "string"
+            }
+          }
+        ],
+        "responses": {
+          "400": {
+            "description": "Malformed body: not JSON, not an object, a wrong type, or an unknown field",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "401": {
+            "description": "No bearer token, or a wrong one",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "422": {
+            "description": "A value that is not allowed",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "503": {
+            "description": "The volume's controller does not answer",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "type": "array",
+                  "items": {
+                    "$ref": "#/components/schemas/StoredBackup"
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "/v1/backups/{id}": {
+      "parameters": [
+        {
+          "name": "id",
+          "in": "path",
+          "required": true,
+          "schema": {
+            "type": "string"
+          }
+        },
+        {
+          "name": "target",
+          "in": "query",
+          "required": true,
+          "schema": {
+            "type": "string"
+          },
+          "description": "file:///DIR or s3://BUCKET/PREFIX"
+        },
+        {
+          "name": "endpoint",
+          "in": "query",
+          "schema": {
+            "type": "string"
+          }
+        },
+        {
+          "name": "region",
+          "in": "query",
+          "schema": {
+            "type": "string"
+          }
+        },
+        {
+          "name": "X-Cairn-Access-Key-Id",
+          "in": "header",
+          "schema": {
+            "type": "string"
+          }
+        },
+        {
+          "name": "X-Cairn-Secret-Access-Key",
+          "in": "header",
+          "schema": {
+            "type": "string"
+          }
+        }
+      ],
+      "get": {
+        "operationId": "getBackup",
+        "responses": {
+          "400": {
+            "description": "Malformed body: not JSON, not an object, a wrong type, or an unknown field",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "401": {
+            "description": "No bearer token, or a wrong one",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "404": {
+            "description": "No such resource",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "422": {
+            "description": "A value that is not allowed",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "503": {
+            "description": "The volume's controller does not answer",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/StoredBackup"
+                }
+              }
+            }
+          }
+        }
+      },
+      "delete": {
+        "operationId": "deleteBackup",
+        "summary": "Delete a backup and the blocks no other backup on the target needs",
+        "responses": {
+          "400": {
+            "description": "Malformed body: not JSON, not an object, a wrong type, or an unknown field",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "401": {
+            "description": "No bearer token, or a wrong one",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "404": {
+            "description": "No such resource",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "422": {
+            "description": "A value that is not allowed",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "503": {
+            "description": "The volume's controller does not answer",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
+          },
+          "204": {
+            "description": "Deleted"
+          }
+        }
+      }
+    },
     "/v1/events": {
       "get": {
         "operationId": "events",
@@ -1448,6 +1868,13 @@ enum OpenAPIDocument {
           "fromSnapshot": {
             "type": "string",
             "description": "VOLUME/SNAPSHOT: a clone of that snapshot (size at least the snapshot's)"
+          },
+          "fromBackup": {
+            "type": "string",
+            "description": "a backup's id on backupTarget: a restore (size at least the backup's)"
+          },
+          "backupTarget": {
+            "$ref": "#/components/schemas/TargetRef"
           }
         },
         "required": [
@@ -1684,6 +2111,161 @@ enum OpenAPIDocument {
         ],
         "additionalProperties": false
       },
+      "TargetRef": {
+        "type": "object",
+        "properties": {
+          "url": {
+            "type": "string",
+            "description": "file:///DIR or s3://BUCKET/PREFIX"
+          },
+          "endpoint": {
+            "type": "string"
+          },
+          "region": {
+            "type": "string"
+          },
+          "accessKeyID": {
+            "type": "string"
+          },
+          "secretAccessKey": {
+            "type": "string"
+          }
+        },
+        "required": [
+          "url"
+        ],
+        "additionalProperties": false
+      },
+      "BackupCreate": {
+        "type": "object",
+        "properties": {
+          "snapshot": {
+            "type": "string",
+            "description": "default: a snapshot taken now"
+          },
+          "target": {
+            "$ref": "#/components/schemas/TargetRef"
+          }
+        },
+        "required": [
+          "target"
+        ],
+        "additionalProperties": false
+      },
+      "Backup": {
+        "type": "object",
+        "properties": {
+          "id": {
+            "type": "string"
+          },
+          "volume": {
+            "type": "string"
+          },
+          "snapshot": {
+            "type": "string"
+          },
+          "target": {
+            "type": "string"
+          },
+          "createdAt": {
+            "type": "string"
+          },
+          "state": {
+            "type": "string",
+            "enum": [
+              "running",
+              "done",
+              "failed"
+            ]
+          },
+          "totalBytes": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "readBytes": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "uploadedBytes": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "newBlocks": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "mibPerSecond": {
+            "type": "number"
+          },
+          "previous": {
+            "type": "string"
+          },
+          "error": {
+            "type": "string"
+          }
+        },
+        "required": [
+          "id",
+          "volume",
+          "snapshot",
+          "target",
+          "createdAt",
+          "state",
+          "totalBytes",
+          "readBytes",
+          "uploadedBytes",
+          "newBlocks",
+          "mibPerSecond"
+        ],
+        "additionalProperties": false
+      },
+      "StoredBackup": {
+        "type": "object",
+        "properties": {
+          "id": {
+            "type": "string"
+          },
+          "volume": {
+            "type": "string"
+          },
+          "snapshot": {
+            "type": "string"
+          },
+          "createdAt": {
+            "type": "string"
+          },
+          "size": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "dataBytes": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "uploadedBytes": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "previous": {
+            "type": "string"
+          },
+          "blocks": {
+            "type": "integer",
+            "minimum": 0
+          }
+        },
+        "required": [
+          "id",
+          "volume",
+          "snapshot",
+          "createdAt",
+          "size",
+          "dataBytes",
+          "uploadedBytes",
+          "blocks"
+        ],
+        "additionalProperties": false
+      },
       "Volume": {
         "type": "object",
         "properties": {
@@ -1724,7 +2306,13 @@ enum OpenAPIDocument {
           },
           "source": {
             "type": "string",
-            "description": "a clone's VOLUME/SNAPSHOT"
+            "description": "a clone's VOLUME/SNAPSHOT, a restore's TARGET BACKUP"
+          },
+          "backups": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/Backup"
+            }
           }
         },
         "required": [
@@ -1736,7 +2324,8 @@ enum OpenAPIDocument {
           "poolSelector",
           "createdAt",
           "status",
-          "snapshots"
+          "snapshots",
+          "backups"
         ],
         "additionalProperties": false
       },
