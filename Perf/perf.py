@@ -625,10 +625,16 @@ def snapshots_section(s):
     md += [f"One volume of {s['size_mib']} MiB over {s['replicas']} replicas on this machine, written end to end. "
            f"The pause: 4 KiB random writes at QD32 for {s['pause_seconds']} s with a snapshot taken every 0.5 s, "
            "each create's answer saying how long new writes were held (the drain of those in flight included). "
-           f"The reads: 4 KiB random reads at QD32 for {s['runtime']} s, 256 random 4 KiB writes before each snapshot.",
+           f"The reads: 4 KiB random reads at QD32 for {s['runtime']} s, 256 random 4 KiB writes before each snapshot."
+           + (f" Backups: a second volume with its first {s['backups']['written_mib']} MiB written (random bytes), backed up "
+              f"to a directory and to moto's S3 on loopback, {s['backups']['rewritten_mib']} MiB rewritten and backed up again; "
+              "each restored to a new 1-replica volume (the time includes starting it)." if s.get("backups") else ""),
            "", "| figure | value |", "|---|---:|",
            f"| snapshot pause ms, median / p99 / max ({p['n']} snapshots) | {p['median']:.2f} / {p['p99']:.2f}{verdict} / {p['max']:.2f} |",
            f"| write IOPS meanwhile | {fmt(s['pause_write_iops'])} |"]
+    for r in (s.get("backups") or {}).get("runs", []):
+        stored = f", {r['stored'] / 1048576:.1f} MiB stored" if r["what"].startswith("backup") else ""
+        md.append(f"| {r['what']}: MiB/s ({r['bytes'] / 1048576:.0f} MiB in {r['seconds']:.1f} s{stored}) | {r['mib_s']:.1f} |")
     base = s["reads"][0]["iops"] if s.get("reads") else None
     for r in s.get("reads", []):
         rel = f" ({r['iops'] / base * 100:.0f}% of none)" if base and r["snapshots"] else ""

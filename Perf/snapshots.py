@@ -7,7 +7,11 @@ this machine (their folders in the scratch folder), written end to end first, th
     held (`pauseMicros`): median, p99, max over the snapshots, and the write IOPS meanwhile;
   - 4 KiB random read IOPS at QD32 (RUNTIME seconds, a ramp first) with 0 snapshots, then with
     each count of COUNTS: snapshots taken with 256 random 4 KiB writes before each, so the
-    reads go through layers that interleave.
+    reads go through layers that interleave;
+  - backups and restores (BACKUPS=1): a second volume of SIZE with its first half written
+    (random bytes), backed up full to a directory and to moto's S3 on loopback, then 64 MiB
+    rewritten and backed up again (incremental), each restored to a new volume: MiB/s of each
+    (the volume's data over the job's time), and the bytes each backup stored.
 
 Writes RUNDIR/snapshots.json; Perf/perf.py's report shows it. Everything runs on 127.0.0.1 with
 ports the processes pick; every process is stopped at the end by pid.
@@ -90,6 +94,110 @@ def iops(j, kind):
     return j["jobs"][0][kind]["iops"]
 
 
+def wait_json(url, pred, timeout, what):
+    deadline = time.time() + timeout
+    while True:
+        j = json.loads(urllib.request.urlopen(url, timeout=30).read())
+        if pred(j):
+            return j
+        if time.time() > deadline:
+            raise RuntimeError(f"{what}: not within {timeout} s: {j}")
+        time.sleep(0.2)
+
+
+def backup_runs(a, work, out_dir, procs):
+    """Backup and restore MiB/s of a volume half written, full and incremental, to a directory
+    and to moto's S3 (each restore a new 1-replica volume)."""
+    import random
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    moto_port = s.getsockname()[1]
+    s.close()
+    moto, _ = start([a.moto, "-H", "127.0.0.1", "-p", str(moto_port)], os.path.join(out_dir, "moto.log"), r"Running on")
+    procs.append(moto)
+    endpoint = f"http://127.0.0.1:{moto_port}"
+    urllib.request.urlopen(urllib.request.Request(endpoint + "/perf", method="PUT"), timeout=30)
+    creds = {"accessKeyID": "testing", "secretAccessKey": "testing"}
+    targets = {"dir": {"url": "file://" + os.path.join(work, "backups")},
+               "s3": {"url": "s3://perf/backups", "endpoint": endpoint, **creds}}
+
+    def volume(name, replicas, extra=()):
+        ports = []
+        for i in range(replicas):
+            p, m = start([a.bin, "replica", "--dir", os.path.join(work, f"{name}-r{i}"), "--listen", "127.0.0.1:0",
+                          "--size", f"{a.size_mib}MiB", "--log-level", "warning"],
+                         os.path.join(out_dir, f"{name}-replica{i}.log"), r"ready on 127\.0\.0\.1:(\d+)")
+            procs.append(p)
+            ports.append(m.group(1))
+        cmd = [a.bin, "controller", "--name", name, "--size", f"{a.size_mib}MiB", "--portal", "127.0.0.1:0",
+               "--api", "127.0.0.1:0", "--log-level", "warning", *extra]
+        for port in ports:
+            cmd += ["--replica", f"127.0.0.1:{port}"]
+        c, m = start(cmd, os.path.join(out_dir, f"{name}-controller.log"), r"cairn: api (http://\S+)\n",
+                     timeout=1800)
+        procs.append(c)
+        api = m.group(1)
+        with open(os.path.join(out_dir, f"{name}-controller.log")) as g:
+            url = re.search(r"cairn: ready (iscsi://\S+)", g.read()).group(1)
+        return api, url
+
+    api, url = volume("bkperf", 3)
+    wait_json(api + "/v1/volume", lambda j: j["state"] == "healthy", 60, "bkperf healthy")
+    half = a.size_mib // 2
+    esc = url.replace(":", "\\:")
+    subprocess.run([a.fio, "--name=fill", "--ioengine=libiscsi", f"--filename={esc}", f"--size={half}m", "--rw=write",
+                    "--bs=1m", "--iodepth=8", "--refill_buffers=1", "--buffer_compress_percentage=0"],
+                   check=True, capture_output=True, timeout=3600)
+    runs = []
+
+    def backup(kind, target, snapshot):
+        t0 = time.time()
+        j = post(api + "/v1/backups", {"snapshot": snapshot, "target": targets[target]})
+        done = wait_json(api + f"/v1/backups/{j['id']}", lambda x: x["state"] != "running", 3600, "backup")
+        if done["state"] != "done":
+            raise RuntimeError(f"backup {kind} to {target}: {done}")
+        secs = time.time() - t0
+        runs.append({"what": f"backup {kind} to {target}", "bytes": done["readBytes"], "seconds": secs,
+                     "mib_s": done["readBytes"] / 1048576 / secs, "stored": done["uploadedBytes"]})
+        return done["id"]
+
+    def restore(kind, target, backup_id):
+        t = targets[target]
+        extra = ["--restore-from", t["url"], "--restore-backup", backup_id]
+        env_creds = []
+        if target == "s3":
+            cf = os.path.join(work, "s3-creds")
+            with open(cf, "w") as f:
+                f.write("AWS_ACCESS_KEY_ID=testing\nAWS_SECRET_ACCESS_KEY=testing\n")
+            extra += ["--restore-endpoint", t["endpoint"], "--restore-credentials-file", cf]
+        t0 = time.time()
+        name = f"rs{len(runs)}"
+        rapi, _ = volume(name, 1, extra)
+        done = wait_json(rapi + "/v1/volume", lambda j: j["state"] == "healthy" or j.get("populateError"), 3600, "restore")
+        if done.get("populateError"):
+            raise RuntimeError(f"restore {kind} from {target}: {done['populateError']}")
+        secs = time.time() - t0
+        copied = done["populate"]["copiedBytes"]
+        runs.append({"what": f"restore {kind} from {target}", "bytes": copied, "seconds": secs,
+                     "mib_s": copied / 1048576 / secs, "stored": 0})
+
+    post(api + "/v1/snapshots", {"name": "b1"})
+    ids = {t: backup("full", t, "b1") for t in targets}
+    # 64 MiB rewritten in 4 MiB pieces across the written half: the incremental backup.
+    rng = random.Random(19)
+    for _ in range(16):
+        off = rng.randrange(0, half - 4) 
+        subprocess.run([a.fio, "--name=inc", "--ioengine=libiscsi", f"--filename={esc}", f"--offset={off}m", "--size=4m",
+                        "--rw=write", "--bs=1m", "--iodepth=4", "--refill_buffers=1"], check=True, capture_output=True, timeout=600)
+    post(api + "/v1/snapshots", {"name": "b2"})
+    inc = {t: backup("incremental", t, "b2") for t in targets}
+    for t in targets:
+        restore("full", t, ids[t])
+    restore("incremental", "dir", inc["dir"])
+    return {"written_mib": half, "rewritten_mib": 64, "runs": runs}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("rundir")
@@ -100,6 +208,8 @@ def main():
     ap.add_argument("--runtime", type=int, default=10)
     ap.add_argument("--pause", type=int, default=20)
     ap.add_argument("--counts", default="100,500")
+    ap.add_argument("--backups", type=int, default=1)
+    ap.add_argument("--moto", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".venv/bin/moto_server"))
     a = ap.parse_args()
     counts = [int(x) for x in a.counts.split(",") if x]
     work = tempfile.mkdtemp(prefix="cairn-perf-snap-", dir=a.scratch)
@@ -181,6 +291,8 @@ def main():
                           "p99_us": j["jobs"][0]["read"]["clat_ns"]["percentile"].get("99.000000", 0) / 1000})
         result["reads"] = reads
         result["goals"] = {"pause_p99_ms": 10}
+        if a.backups:
+            result["backups"] = backup_runs(a, work, out_dir, procs)
     except Exception as e:  # the report says it failed; the log says why
         result["error"] = str(e)
         print(f"snapshot run failed: {e}", file=sys.stderr)
