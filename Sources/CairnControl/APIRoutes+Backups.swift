@@ -95,8 +95,18 @@ extension APIRoutes {
     /// The volume's backups, running ones asked of its controller first.
     func volumeBackups(_ name: String) async throws -> [Backup] {
         let v = try record(name)
-        for b in try store.backups(of: name) where b.state == "running" {
-            guard let j = try? await viaController(v, { try await $0.backupJob(b.id) }) else { continue }
+        for var b in try store.backups(of: name) where b.state == "running" {
+            let j: ControllerClient.BackupJobAnswer
+            do { j = try await viaController(v, { try await $0.backupJob(b.id) }) } catch let f as APIFailure where f.status == .notFound {
+                // The controller restarted meanwhile: the job is gone (its manifest was never written).
+                b.state = "failed"
+                b.error = "the volume's controller restarted during the backup"
+                try store.saveBackup(b)
+                events.record("backup.failed", volume: name, "backup \(b.id) of \(name): \(b.error!)")
+                continue
+            } catch {
+                continue
+            }
             try store.saveBackup(Self.record(j, createdAt: b.createdAt))
             if j.state != "running" {
                 events.record(j.state == "done" ? "backup.finished" : "backup.failed", volume: name,

@@ -53,8 +53,13 @@ extension Volume {
         gateClosed = true
         await waitForDrain()
         await restartRebuilds("snapshot \(name) taken during its rebuild")
+        let asked = rwCount
         let failed = await sendToRW(.snapshot, WireJSON.encode(create))
         openGate()
+        if failed.count == asked {
+            // None took it: nothing changed, no replica is rebuilt for it.
+            throw .conflict("no replica took snapshot \(name): \(failed.map { "\($0.0.id ?? "?"): \($0.1)" }.joined(separator: ", "))")
+        }
         let pause = monotonicNanos() &- t0
         counters.snapshotsTaken += 1
         counters.snapshotPause.record(nanos: pause)
@@ -80,9 +85,12 @@ extension Volume {
         }
         await restartRebuilds("snapshot \(name) deleted during its rebuild")
         let ref = SnapshotRef(id: s.id, bytesPerSecond: bytesPerSecond ?? config.rebuildBytesPerSecond)
-        for (m, st) in await sendToRW(.deleteSnapshot, WireJSON.encode(ref)) {
-            await eject(m, "deleting snapshot \(name) failed: \(st)")
+        let asked = rwCount
+        let failed = await sendToRW(.deleteSnapshot, WireJSON.encode(ref))
+        if failed.count == asked {
+            throw .conflict("no replica could delete snapshot \(name): \(failed.map { "\($0.0.id ?? "?"): \($0.1)" }.joined(separator: ", "))")
         }
+        for (m, st) in failed { await eject(m, "deleting snapshot \(name) failed: \(st)") }
         logger.notice("snapshot \(name) (\(s.id)) deleted")
     }
 
@@ -98,16 +106,28 @@ extension Volume {
         guard rwCount >= config.minHealthy else {
             throw .conflict("read-only: \(rwCount) healthy replica(s), \(config.minHealthy) needed to revert")
         }
+        // A replica still merging a deleted snapshot into its head would refuse, after the
+        // others had reverted: asked of every one first.
+        for m in rwMembers {
+            let (st, bytes) = await m.link!.request(.snapshots, epoch: writeEpoch)
+            guard st == .ok, let l = try? WireJSON.decode(SnapshotList.self, bytes) else { continue }
+            if l.snapshots.contains(where: { $0.deleting && $0.id == l.headParent }) {
+                throw .conflict("a deleted snapshot is still being merged into the volume on replica \(m.id ?? "?"): try again when it is gone")
+            }
+        }
         gateClosed = true
         defer { openGate() }
         await waitForDrain()
         await restartRebuilds("reverted to \(name) during its rebuild")
         var g = SystemRandomNumberGenerator()
         let headID = "head-" + String(UInt64.random(in: 1...UInt64.max, using: &g), radix: 16)
+        let asked = rwCount
         let failed = await sendToRW(.revert, WireJSON.encode(SnapshotRef(id: s.id, headID: headID)))
-        if failed.contains(where: { $0.1 == .conflict }) {
-            throw .conflict("snapshot \(name)'s parent is still being merged away on a replica: try again when it is gone")
+        if failed.count == asked {
+            // None took it: the volume is as it was.
+            throw .conflict("no replica could revert to \(name): \(failed.map { "\($0.0.id ?? "?"): \($0.1)" }.joined(separator: ", "))")
         }
+        // Those that did not take it are rebuilt from those that did.
         for (m, st) in failed { await eject(m, "revert to \(name) failed: \(st)") }
         guard rwCount >= config.minHealthy else {
             throw .conflict("the revert reached \(rwCount) healthy replica(s), fewer than the \(config.minHealthy) needed")
