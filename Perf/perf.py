@@ -638,7 +638,8 @@ def snapshots_section(s):
     base = s["reads"][0]["iops"] if s.get("reads") else None
     for r in s.get("reads", []):
         rel = f" ({r['iops'] / base * 100:.0f}% of none)" if base and r["snapshots"] else ""
-        md.append(f"| randread 4 KiB QD32 IOPS with {r['snapshots']} snapshots, p99 µs | {fmt(r['iops'])}{rel}, {r['p99_us']:.0f} |")
+        how = " (no write between: the index alone)" if r.get("empty") else (", 256 writes before each" if r["snapshots"] else "")
+        md.append(f"| randread 4 KiB QD32 IOPS with {r['snapshots']} snapshots{how}, p99 µs | {fmt(r['iops'])}{rel}, {r['p99_us']:.0f} |")
     return md
 
 

@@ -277,18 +277,37 @@ def main():
                 raise RuntimeError("the pause run's snapshots are not merged away after 600 s")
             time.sleep(1)
 
-        # Reads with 0 and COUNTS snapshots.
+        # Reads with 0 snapshots; with the most of COUNTS taken with no write between (the data
+        # all in one layer: what the index costs alone), those deleted again; then with COUNTS
+        # taken after random writes (the layers interleave, and the disk holds every version).
         reads = []
+
+        def read_run(n, empty):
+            j = fio(a.fio, url, a.size_mib, "randread", 32, runtime=a.runtime, ramp=2,
+                    out=os.path.join(out_dir, f"randread-{n}{'-empty' if empty else ''}.json"))
+            reads.append({"snapshots": n, "empty": empty, "iops": iops(j, "read"),
+                          "p99_us": j["jobs"][0]["read"]["clat_ns"]["percentile"].get("99.000000", 0) / 1000})
+
+        read_run(0, False)
+        most = max(counts) if counts else 0
+        if most:
+            for i in range(most):
+                post(api + "/v1/snapshots", {"name": f"e{i}"})
+            read_run(most, True)
+            for i in range(most):
+                urllib.request.urlopen(urllib.request.Request(api + f"/v1/snapshots/e{i}", method="DELETE"), timeout=60)
+            deadline = time.time() + 600
+            while json.loads(urllib.request.urlopen(api + "/v1/snapshots", timeout=30).read())["snapshots"]:
+                if time.time() > deadline:
+                    raise RuntimeError("the empty snapshots are not merged away after 600 s")
+                time.sleep(1)
         taken = 0
-        for n in [0] + counts:
+        for n in counts:
             while taken < n:
                 fio(a.fio, url, a.size_mib, "randwrite", 8, number_ios=256)
                 post(api + "/v1/snapshots", {"name": f"s{taken}"})
                 taken += 1
-            j = fio(a.fio, url, a.size_mib, "randread", 32, runtime=a.runtime, ramp=2,
-                    out=os.path.join(out_dir, f"randread-{n}.json"))
-            reads.append({"snapshots": n, "iops": iops(j, "read"),
-                          "p99_us": j["jobs"][0]["read"]["clat_ns"]["percentile"].get("99.000000", 0) / 1000})
+            read_run(n, False)
         result["reads"] = reads
         result["goals"] = {"pause_p99_ms": 10}
         if a.backups:

@@ -26,8 +26,10 @@ extension ReplicaStore {
         guard !meta.snapshotList.contains(where: { $0.name == c.name }) else { throw .conflict }
         guard meta.snapshotList.count < Int(UInt16.max) - 2 else { throw .conflict }
         await drainHeadWrites()
-        do { try await data.flush() } catch { throw failed(error, "flush before snapshot") }
-        let (file, f) = try await newLayerFile(size: meta.size)
+        // No flush of the head first: what it holds is on the device as a write acknowledged
+        // without FUA is (O_DIRECT); a power loss takes from the frozen layer what it would
+        // have taken from the volume. The metadata naming the layers is what must be durable.
+        let (file, f) = try await takeSpareHead()
         var next = meta
         next.snapshots = meta.snapshotList + [ReplicaMetadata.SnapshotEntry(
             id: c.id, name: c.name, createdAt: c.createdAt, file: meta.headFile, parent: meta.headParent, size: meta.size)]
@@ -51,6 +53,35 @@ extension ReplicaStore {
         data = f
         generation += 1
         logger.notice("snapshot \(c.name) (\(c.id)) taken; \(next.snapshotList.count) snapshot(s)")
+        // The next snapshot's head, made now rather than while writes wait.
+        loop.spawn { await self.prepareSpareHead() }
+    }
+
+    /// An empty layer file of the volume's size for the next snapshot's head, made ahead.
+    func prepareSpareHead() async {
+        guard spareHead == nil else { return }
+        if let made = try? await newLayerFile(size: meta.size) {
+            if spareHead == nil { spareHead = made } else { await made.1.close(); unlink(directory + "/" + made.0) }
+        }
+    }
+
+    /// The spare head when it has the volume's size (a grow since makes another), else a new file.
+    private func takeSpareHead() async throws(WireStatus) -> (String, FileBlockStore) {
+        if let s = spareHead {
+            spareHead = nil
+            if s.1.blockCount * 512 == meta.size { return s }
+            await s.1.close()
+            unlink(directory + "/" + s.0)
+        }
+        return try await newLayerFile(size: meta.size)
+    }
+
+    /// Removes the spare head (a clean stop; after a crash the next start removes it).
+    func dropSpareHead() async {
+        guard let s = spareHead else { return }
+        spareHead = nil
+        await s.1.close()
+        unlink(directory + "/" + s.0)
     }
 
     /// Marks the snapshot deleted (durably) and merges it away in the background. Unknown ids

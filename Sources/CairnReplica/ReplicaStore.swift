@@ -56,6 +56,8 @@ public actor ReplicaStore {
     var slotWaiters: [UnsafeContinuation<Void, Never>] = []
     var merging = false
     var stopMerging = false
+    /// An empty layer file made ahead for the next snapshot's head (not in the metadata).
+    var spareHead: (String, FileBlockStore)?
     /// Snapshot views open for readers (clones, backups), by handle.
     var views: [UInt32: OpenView] = [:]
     var nextViewHandle: UInt32 = 1
@@ -469,6 +471,7 @@ public actor ReplicaStore {
 
     public func close() async {
         await stopMerges()
+        await dropSpareHead()
         for e in meta.snapshotList {
             if let s = layers.slotOf[e.id], let f = layers.file(s) { await f.close() }
         }
