@@ -57,6 +57,8 @@ func volumeHash(_ url: String, scratch: URL) throws -> String {
     return String(hash)
 }
 
+// Many processes at once (an apiserver, moto, six volumes): one of the exclusive suites.
+extension ExclusiveSuites {
 @Suite("Backups", .serialized)
 struct BackupTests {
     @Test("backup to a directory and to S3 (moto), restore: the same SHA-256 as the snapshot; incremental uploads only what changed; a corrupt block fails the restore and is named; deleting one of two backups keeps what the other needs",
@@ -146,3 +148,4 @@ struct BackupTests {
         #expect(!read.succeeded || read.output.contains("failed"), "a half-restored volume served a read: \(read)")
     }
 }
+}  // extension ExclusiveSuites

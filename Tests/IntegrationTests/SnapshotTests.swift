@@ -68,6 +68,9 @@ enum SnapshotPatterns {
     }
 }
 
+// Disk- and process-heavy (500 snapshots, fsyncs, merges): beside the control-plane and QoS
+// suites on 2 CPUs and one disk it starved their processes (see ExclusiveSuites).
+extension ExclusiveSuites {
 @Suite("Snapshots", .serialized)
 struct SnapshotTests {
     static let api = ["--replica-timeout", "2s", "--api", "127.0.0.1:0"]
@@ -380,6 +383,7 @@ struct SnapshotTests {
         print("snapshots that survived the kills (seed \(seed)): \(try Self.replicaSnapshots(v)[0]); \(undone) cut short and undone")
     }
 }
+}  // extension ExclusiveSuites
 
 /// A small seeded generator (SplitMix64), so a failing run can be repeated with its seed.
 struct SplitMix64: RandomNumberGenerator {
