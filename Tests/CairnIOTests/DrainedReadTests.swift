@@ -27,12 +27,13 @@ actor SocketPair {
         try await client.write(from: out.base, count: bytes.count)
     }
 
-    /// One read on the server side, bounded: if nothing comes within two seconds the server
-    /// socket is closed under the reader, which then throws instead of hanging the test.
+    /// One read on the server side, bounded: if nothing comes within ten seconds the server
+    /// socket is closed under the reader, which then throws instead of hanging the test. (Two
+    /// seconds were too few in a full `swift test` run on 2 CPUs beside the disk-heavy suites.)
     func receive() async throws -> [UInt8] {
         let server = self.server!
         let watchdog = loop.spawn { [loop] in
-            await loop.sleep(nanoseconds: 2_000_000_000)
+            await loop.sleep(nanoseconds: 10_000_000_000)
             if !Task.isCancelled { server.close() }
         }
         defer { watchdog.cancel() }
