@@ -322,9 +322,7 @@ public actor ReplicaStore {
         if let r = meta.record, u.record.epoch < r.epoch { throw .staleEpoch }
         // A grow at this epoch: the files first, the size with the record below (one write).
         let growing = try u.size.map { s throws(WireStatus) in try growFiles(to: s) } ?? false
-        var next = meta
-        next.record = u.record
-        if growing, let s = u.size { next.grow(to: s) }
+        let newSize = growing ? (u.size ?? meta.size) : meta.size
         var removed: [DirtyMap] = []
         let dropping = u.dropAllMaps ? Set(maps.keys) : Set(u.stopTracking)
         for member in dropping {
@@ -341,13 +339,18 @@ public actor ReplicaStore {
             let file = "dirty-\(t.member)-\(t.base.epoch).map"
             do {
                 maps[t.member] = try DirtyMap(creating: directory + "/" + file, member: t.member, base: t.base,
-                                              granularity: Self.dirtyGranularity, volumeSize: next.size,
+                                              granularity: Self.dirtyGranularity, volumeSize: newSize,
                                               initial: t.initialExtents)
             } catch {
                 logger.error("creating dirty map for \(t.member): \(error)")
                 throw error == .noSpace ? .noSpace : .ioError
             }
         }
+        // The metadata is taken only now, after the awaits above: a merge that finished
+        // meanwhile changed the snapshot list, which a copy taken earlier would put back.
+        var next = meta
+        next.record = u.record
+        if growing, let s = u.size { next.grow(to: s) }
         next.maps = maps.values.map { m in
             ReplicaMetadata.MapEntry(member: m.member, base: m.base, granularity: m.granularity,
                                      file: String(m.path.split(separator: "/").last ?? ""))
