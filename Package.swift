@@ -5,7 +5,8 @@
 // CairnVolume and CairnReplica -> CairnAPI (HTTP API and /metrics, Hummingbird) -> cairn;
 // CairnBackup (backup targets: a directory, S3; the block format; zstd through CZstd) -> CairnVolume;
 // CairnClient (the apiserver's REST models and HTTP client) -> CairnControl (apiserver, state store,
-// orchestrators) -> cairn. The control plane knows nothing of the data path's modules.
+// orchestrators) -> cairn; CairnClient -> CairnCSI (the CSI plugin: gRPC, attach, mount) -> cairn.
+// The control plane knows nothing of the data path's modules.
 import PackageDescription
 
 // The data-path modules skip Swift's dynamic exclusivity checks in release builds: the profile of
@@ -43,6 +44,11 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // The CSI plugin: gRPC over a unix socket (HTTP/2 on NIO), messages from csi.proto.
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         .target(
@@ -147,11 +153,24 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "CairnCSI",
+            dependencies: [
+                "CairnClient", "CProcess",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["csi.proto"]
+        ),
         .executableTarget(
             name: "cairn",
             dependencies: [
                 "CairnISCSI", "CairnSCSI", "CairnBlock", "CairnIO", "CairnWire", "CairnReplica", "CairnVolume", "CairnAPI",
-                "CairnClient", "CairnControl", "CairnBackup",
+                "CairnClient", "CairnControl", "CairnBackup", "CairnCSI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CairnClient
 import Logging
 
 /// A size on the command line: plain bytes or with a unit (K, M, G, T; KiB/MiB/... are the same
@@ -7,25 +8,7 @@ struct ByteSize: ExpressibleByArgument, CustomStringConvertible {
     let bytes: UInt64
 
     init?(argument: String) {
-        let s = argument.trimmingCharacters(in: " ")
-        let digits = s.prefix { $0.isNumber }
-        guard !digits.isEmpty, let n = UInt64(digits) else { return nil }
-        let unit = s.dropFirst(digits.count).lowercased()
-        let mult: UInt64
-        switch unit {
-        case "", "b": mult = 1
-        case "k", "ki", "kib": mult = 1 << 10
-        case "m", "mi", "mib": mult = 1 << 20
-        case "g", "gi", "gib": mult = 1 << 30
-        case "t", "ti", "tib": mult = 1 << 40
-        case "kb": mult = 1_000
-        case "mb": mult = 1_000_000
-        case "gb": mult = 1_000_000_000
-        case "tb": mult = 1_000_000_000_000
-        default: return nil
-        }
-        let (v, overflow) = n.multipliedReportingOverflow(by: mult)
-        guard !overflow else { return nil }
+        guard let v = ByteCount.parse(argument) else { return nil }
         bytes = v
     }
 
