@@ -4,8 +4,8 @@
 #   make deps          Debian packages the tools need (apt-get, only if missing)
 #   make build         swift build (debug)          make release   (release build of cairn)
 #   make run           the apiserver (127.0.0.1:9400), three pools and the volume demo, until Ctrl-C
-#   make test          swift test, the conformance run, schemathesis against the apiserver;
-#                      non-zero on any failure
+#   make test          swift test, the conformance run, schemathesis against the apiserver, the CSI
+#                      plugin (Tests/csi), the deploy/ manifests (Tests/deploy); non-zero on any failure
 #   make unit          swift test alone
 #   make conformance   libiscsi's iscsi-test-cu against cairn (Tests/conformance/)
 #   make perf          fio matrix in rounds, cairn (file, 1 and 3 replicas) vs tgt, scaling, charts
@@ -30,7 +30,8 @@ SWIFT_BUILD_FLAGS ?=
 SECONDS ?= 60
 
 DEPS_APT := liburing-dev libiscsi-bin libiscsi-dev libsqlite3-dev sqlite3 libzstd-dev tgt qemu-utils qemu-block-extra \
-            python3 iproute2 coreutils util-linux libc6-dev
+            python3 iproute2 coreutils util-linux libc6-dev \
+            qemu-system-common fuse3 e2fsprogs xfsprogs
 FIO_APT  := dpkg-dev build-essential pkg-config zlib1g-dev libaio-dev python3-venv
 
 DEBUG_BIN   = $(shell $(SWIFT) build --show-bin-path)/cairn
@@ -62,6 +63,8 @@ test: deps build fio test-venv
 	$(SWIFT) test $(SWIFT_BUILD_FLAGS) || rc=1; \
 	CAIRN_BIN="$(DEBUG_BIN)" Tests/conformance/run.sh || rc=1; \
 	CAIRN_BIN="$(DEBUG_BIN)" Tests/apiserver/schemathesis.sh || rc=1; \
+	CAIRN_BIN="$(DEBUG_BIN)" Tests/csi/run.sh || rc=1; \
+	Tests/deploy/validate.sh || rc=1; \
 	if [ $$rc -ne 0 ]; then echo "make test: FAILED (see above)"; else echo "make test: OK"; fi; \
 	exit $$rc
 
@@ -80,7 +83,8 @@ venv: deps-perf
 
 # schemathesis (PyPI) for the apiserver's OpenAPI conformance run, in the same .venv
 test-venv: deps-perf
-	@scripts/venv.sh Tests/apiserver/requirements.txt Tests/backup/requirements.txt
+	@scripts/venv.sh Tests/apiserver/requirements.txt Tests/backup/requirements.txt Tests/csi/requirements.txt \
+	    Tests/deploy/requirements.txt
 
 perf: deps-perf release fio venv
 	CAIRN_BIN="$(RELEASE_BIN)" Perf/run

@@ -75,6 +75,7 @@ extension ControllerService {
     /// Takes snapshot `name` of `volume`, or finds it taken by an earlier try.
     func takeSnapshot(_ name: String, of volume: String, what: String) async throws -> CairnClient.Snapshot {
         if let s = try await snapshot(volume, name) { return s }
+        try await waitServing(volume, what: what)
         do {
             let s: CairnClient.Snapshot = try await api.call("POST", "/v1/volumes/\(volume)/snapshots", body: SnapshotRequest(name: name))
             logger.info("\(what): snapshot \(volume)/\(name) taken")
@@ -83,6 +84,20 @@ extension ControllerService {
             // Taken meanwhile by a concurrent try: that one is the answer.
             if CSIFailure.slug(of: error) == "conflict", let s = try await snapshot(volume, name) { return s }
             throw CSIFailure.from(error, "\(what) \(volume)/\(name)")
+        }
+    }
+
+    /// Returns once `volume` serves (a snapshot needs its replicas writable): a volume created a
+    /// moment ago, or one that is restarting, is waited for up to 30 s, then UNAVAILABLE.
+    func waitServing(_ volume: String, what: String) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while true {
+            guard let v = try await self.volume(volume) else { throw CSIFailure.notFound("\(what): no volume \(volume)") }
+            if ["healthy", "degraded"].contains(v.status.state), (v.status.epoch ?? 0) > 0 { return }
+            guard ContinuousClock.now < deadline else {
+                throw CSIFailure.unavailable("\(what): volume \(volume) does not serve (\(v.status.state))")
+            }
+            try await Task.sleep(for: .milliseconds(200))
         }
     }
 

@@ -284,19 +284,26 @@ struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
 
     // MARK: helpers
 
-    /// The volume's iSCSI target: from the volume context CreateVolume gave, else the apiserver.
+    /// The volume's iSCSI target, once the volume serves: from the volume context CreateVolume
+    /// gave, else the apiserver's record. With an apiserver to ask, a volume that does not serve
+    /// yet (just created, a clone still copying, its replicas not yet writable) is UNAVAILABLE,
+    /// and the CO retries: an initiator attached before would see its first writes fail.
     private func target(_ volume: String, context: [String: String], publishContext: [String: String]) async throws -> ISCSITarget {
         let merged = context.merging(publishContext) { _, p in p }
+        var found: ISCSITarget?
         if let portal = merged["portal"], let iqn = merged["iqn"], !portal.isEmpty, !iqn.isEmpty {
-            return ISCSITarget(portal: portal, iqn: iqn, lun: Int(merged["lun"] ?? "0") ?? 0)
+            found = ISCSITarget(portal: portal, iqn: iqn, lun: Int(merged["lun"] ?? "0") ?? 0)
         }
-        guard let api else { throw CSIFailure.invalid("NodeStageVolume: the volume context names no portal and iqn, and no --apiserver is set") }
-        do {
-            let v: CairnClient.Volume = try await api.call("GET", "/v1/volumes/\(volume)")
-            return ISCSITarget(portal: v.status.portal, iqn: v.status.iqn, lun: 0)
-        } catch {
-            throw CSIFailure.from(error, "NodeStageVolume \(volume)")
+        guard let api else {
+            guard let found else { throw CSIFailure.invalid("NodeStageVolume: the volume context names no portal and iqn, and no --apiserver is set") }
+            return found
         }
+        let v: CairnClient.Volume
+        do { v = try await api.call("GET", "/v1/volumes/\(volume)") } catch { throw CSIFailure.from(error, "NodeStageVolume \(volume)") }
+        guard ["healthy", "degraded"].contains(v.status.state), (v.status.epoch ?? 0) > 0 else {
+            throw CSIFailure.unavailable("NodeStageVolume: volume \(volume) does not serve yet (\(v.status.state))")
+        }
+        return found ?? ISCSITarget(portal: v.status.portal, iqn: v.status.iqn, lun: 0)
     }
 
     /// An IQN's last part may hold letters, digits, '.', '-' and ':' only.

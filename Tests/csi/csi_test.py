@@ -438,8 +438,9 @@ def wait_served(volume, seconds=120):
     """Until the volume's controller serves (a clone has copied its data)."""
     deadline = time.time() + seconds
     while time.time() < deadline:
-        state = api("GET", "/v1/volumes/" + volume)["status"]["state"]
-        if state in ("healthy", "degraded"):
+        status = api("GET", "/v1/volumes/" + volume)["status"]
+        state = status["state"]
+        if state in ("healthy", "degraded") and (status.get("epoch") or 0) > 0:
             return
         time.sleep(0.2)
     raise AssertionError(f"{volume} does not serve after {seconds} s (state {state})")
