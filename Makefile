@@ -64,7 +64,7 @@ test: deps build fio test-venv
 	CAIRN_BIN="$(DEBUG_BIN)" Tests/conformance/run.sh || rc=1; \
 	CAIRN_BIN="$(DEBUG_BIN)" Tests/apiserver/schemathesis.sh || rc=1; \
 	CAIRN_BIN="$(DEBUG_BIN)" Tests/csi/run.sh || rc=1; \
-	Tests/deploy/validate.sh || rc=1; \
+	CAIRN_BIN="$(DEBUG_BIN)" Tests/deploy/validate.sh || rc=1; \
 	if [ $$rc -ne 0 ]; then echo "make test: FAILED (see above)"; else echo "make test: OK"; fi; \
 	exit $$rc
 

@@ -77,8 +77,8 @@ struct ControllerStats: Decodable, Sendable {
 struct ControllerClient: Sendable {
     let http: JSONHTTPClient
 
-    init(port: Int) {
-        http = JSONHTTPClient(baseURL: "http://127.0.0.1:\(port)", timeoutSeconds: 3)
+    init(baseURL: String) {
+        http = JSONHTTPClient(baseURL: baseURL, timeoutSeconds: 3)
     }
 
     func view() async throws -> ControllerView {

@@ -146,7 +146,7 @@ actor Reconciler {
 
     func client(_ v: VolumeRecord) -> ControllerClient {
         if let c = clients[v.name] { return c }
-        let c = ControllerClient(port: v.apiPort)
+        let c = ControllerClient(baseURL: config.controllerAPI(v))
         clients[v.name] = c
         return c
     }
@@ -200,45 +200,9 @@ actor Reconciler {
         return parts.count == 3 ? String(parts[2]) : nil
     }
 
-    func replicaSpec(_ v: VolumeRecord, _ r: ReplicaRecord) -> ProcessSpec {
-        var args = ["replica", "--dir", r.directory, "--listen", config.replicaAddress(r),
-                    "--secret-file", config.secretFile(v.name), "--log-level", config.processLogLevel]
-        // The size only creates a replica; a replica that exists keeps its own (a later grow
-        // reaches it through its controller).
-        if !FileManager.default.fileExists(atPath: "\(r.directory)/replica.json") {
-            args += ["--size", "\(v.size)"]
-        }
-        return ProcessSpec(key: ProcessKey.replica(r), volume: v.name, role: .replica, arguments: args,
-                           logFile: "\(config.volumeDir(v.name))/replica-\(r.id).log")
-    }
+    func replicaSpec(_ v: VolumeRecord, _ r: ReplicaRecord) -> ProcessSpec { config.replicaSpec(v, r) }
 
-    func controllerSpec(_ v: VolumeRecord, _ replicas: [ReplicaRecord]) -> ProcessSpec {
-        var args = ["controller", "--name", v.name, "--size", "\(v.size)",
-                    "--portal", config.portal(v), "--api", "127.0.0.1:\(v.apiPort)",
-                    "--secret-file", config.secretFile(v.name), "--min-healthy", "\(v.minHealthy)",
-                    "--log-level", config.processLogLevel]
-        for r in replicas { args += ["--replica", config.replicaAddress(r)] }
-        if let s = v.cloneSource {
-            for a in s.from { args += ["--clone-from", a] }
-            args += ["--clone-volume", s.volume, "--clone-snapshot", s.snapshotID, "--clone-secret-file", config.cloneSecretFile(v.name)]
-        }
-        if let r = v.restoreSource {
-            args += ["--restore-from", r.target.url, "--restore-backup", r.backup]
-            if let e = r.target.endpoint { args += ["--restore-endpoint", e] }
-            if let g = r.target.region { args += ["--restore-region", g] }
-            if r.target.url.hasPrefix("s3://") { args += ["--restore-credentials-file", config.restoreCredentialsFile(v.name)] }
-        }
-        let q = v.qosValue
-        if let x = q.iops { args += ["--qos-iops", "\(x)"] }
-        if let x = q.readIops { args += ["--qos-read-iops", "\(x)"] }
-        if let x = q.writeIops { args += ["--qos-write-iops", "\(x)"] }
-        if let x = q.bandwidth { args += ["--qos-bandwidth", "\(x)"] }
-        if let x = q.readBandwidth { args += ["--qos-read-bandwidth", "\(x)"] }
-        if let x = q.writeBandwidth { args += ["--qos-write-bandwidth", "\(x)"] }
-        if let b = q.burstSeconds { args += ["--qos-burst", "\(Int((b * 1000).rounded()))ms"] }
-        return ProcessSpec(key: ProcessKey.controller(v.name), volume: v.name, role: .controller, arguments: args,
-                           logFile: "\(config.volumeDir(v.name))/controller.log")
-    }
+    func controllerSpec(_ v: VolumeRecord, _ replicas: [ReplicaRecord]) -> ProcessSpec { config.controllerSpec(v, replicas) }
 
     /// The volume's secret (32 random bytes, hex), made once, mode 0600.
     private func ensureSecret(_ v: VolumeRecord) throws {
@@ -514,7 +478,7 @@ actor Reconciler {
         }
         return VolumeStatus(state: state, epoch: l?.view?.volume.epoch, servedSize: l?.view?.volume.size,
                             portal: config.portal(v), iqn: ControlConfig.iqn(v.name), url: config.url(v),
-                            controllerAPI: "http://127.0.0.1:\(v.apiPort)",
+                            controllerAPI: config.controllerAPI(v),
                             controllerPid: l?.processes[ProcessKey.controller(v.name)]?.pid, replicas: reps,
                             message: message, populate: populate.map {
                                 RebuildStatus(kind: $0.kind, totalBytes: $0.totalBytes, copiedBytes: $0.copiedBytes,

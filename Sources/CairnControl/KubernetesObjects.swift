@@ -1,0 +1,220 @@
+import Foundation
+
+/// The Kubernetes objects that run one volume, as the Kubernetes orchestrator applies them: per
+/// volume a Secret (the replica links' key), the controller's Deployment and Service; per replica
+/// a Deployment pinned to its pool's node (the pool's directory as a hostPath, never two of one
+/// volume's replicas on a node) and a Service (its stable address). Each is owned by the
+/// volume's CairnVolume, so deleting that collects them.
+struct KubernetesObjects {
+    var namespace: String
+    /// The image of the volumes' pods (the apiserver's own).
+    var image: String
+    /// The CairnVolume that owns the objects.
+    var owner: Owner
+
+    struct Owner {
+        var name: String
+        var uid: String
+    }
+
+    /// One replica's placement: the node its pool is on, and the pool's directory there.
+    struct ReplicaPlacement {
+        var record: ReplicaRecord
+        var node: String
+        var poolPath: String
+    }
+
+    static let labelVolume = "cairn.io/volume"
+    static let labelReplica = "cairn.io/replica"
+    static let labelComponent = "app.kubernetes.io/component"
+
+    /// Every object of the volume: its secret, each replica's Deployment and Service, then the
+    /// controller's (the order the orchestrator applies them in).
+    func all(volume v: VolumeRecord, replicas: [ReplicaPlacement], secret: String, config: ControlConfig) -> [KubeValue] {
+        var out = [self.secret(v.name, secret)]
+        for r in replicas {
+            out += self.replica(config.replicaSpec(v, r.record), r)
+        }
+        out += controller(config.controllerSpec(v, replicas.map(\.record)), volume: v)
+        return out
+    }
+
+    func secret(_ volume: String, _ value: String) -> KubeValue {
+        [
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": metadata(KubernetesNames.secret(volume), labels: labels(volume, component: "volume")),
+            "type": "Opaque",
+            "data": ["secret": .string(Data(value.utf8).base64EncodedString())],
+        ]
+    }
+
+    func controller(_ spec: ProcessSpec, volume v: VolumeRecord) -> [KubeValue] {
+        let name = KubernetesNames.controller(v.name)
+        let podLabels = labels(v.name, component: "controller")
+        var mounts: [KubeValue] = [mount("secret", KubernetesPaths.secret)]
+        var volumes: [KubeValue] = [secretVolume("secret", KubernetesNames.secret(v.name))]
+        if let s = v.cloneSource {
+            mounts.append(mount("clone-source", KubernetesPaths.cloneSecret))
+            volumes.append(secretVolume("clone-source", KubernetesNames.secret(s.volume)))
+        }
+        if let r = v.restoreSource, r.target.url.hasPrefix("s3://") {
+            mounts.append(.object([("name", "restore"), ("mountPath", .string(dirname(KubernetesPaths.restoreCredentials))),
+                                   ("readOnly", true)]))
+            volumes.append(["name": "restore", "secret": ["secretName": .string(KubernetesNames.restoreCredentials(v.name)),
+                                                         "items": [["key": "credentials", "path": "credentials"]]]])
+        }
+        let container: KubeValue = [
+            "name": "controller",
+            "image": .string(image),
+            "args": .strings(spec.arguments),
+            "ports": [
+                ["name": "iscsi", "containerPort": .int(KubernetesPorts.portal), "protocol": "TCP"],
+                ["name": "api", "containerPort": .int(KubernetesPorts.api), "protocol": "TCP"],
+            ],
+            "readinessProbe": ["httpGet": ["path": "/healthz", "port": "api"], "periodSeconds": 5],
+            "livenessProbe": ["httpGet": ["path": "/healthz", "port": "api"], "periodSeconds": 10, "failureThreshold": 6],
+            "resources": ["requests": ["cpu": "250m", "memory": "256Mi"]],
+            "volumeMounts": .array(mounts),
+        ]
+        let deployment: KubeValue = [
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": metadata(name, labels: podLabels),
+            "spec": [
+                "replicas": 1,
+                // Never two controllers of one volume at once (epochs would fence the older, but
+                // its initiators would see it fail first).
+                "strategy": ["type": "Recreate"],
+                "selector": ["matchLabels": selector(podLabels)],
+                "template": [
+                    "metadata": ["labels": .map(podLabels), "annotations": scrape(KubernetesPorts.api)],
+                    "spec": podSpec([container], volumes: volumes),
+                ],
+            ],
+        ]
+        let service: KubeValue = [
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": metadata(name, labels: podLabels),
+            "spec": [
+                "type": "ClusterIP",
+                "selector": selector(podLabels),
+                "ports": [
+                    ["name": "iscsi", "port": .int(KubernetesPorts.portal), "targetPort": "iscsi", "protocol": "TCP"],
+                    ["name": "api", "port": .int(KubernetesPorts.api), "targetPort": "api", "protocol": "TCP"],
+                ],
+            ],
+        ]
+        return [deployment, service]
+    }
+
+    func replica(_ spec: ProcessSpec, _ r: ReplicaPlacement) -> [KubeValue] {
+        let name = KubernetesNames.replica(r.record.volume, r.record.id)
+        var podLabels = labels(r.record.volume, component: "replica")
+        podLabels[Self.labelReplica] = r.record.id
+        let container: KubeValue = [
+            "name": "replica",
+            "image": .string(image),
+            "args": .strings(spec.arguments + ["--http", "0.0.0.0:\(KubernetesPorts.replicaHTTP)"]),
+            "ports": [
+                ["name": "replica", "containerPort": .int(KubernetesPorts.replica), "protocol": "TCP"],
+                ["name": "http", "containerPort": .int(KubernetesPorts.replicaHTTP), "protocol": "TCP"],
+            ],
+            "readinessProbe": ["httpGet": ["path": "/healthz", "port": "http"], "periodSeconds": 5],
+            "livenessProbe": ["httpGet": ["path": "/healthz", "port": "http"], "periodSeconds": 10, "failureThreshold": 6],
+            "resources": ["requests": ["cpu": "100m", "memory": "128Mi"]],
+            "volumeMounts": [mount("secret", KubernetesPaths.secret), mount("pool", r.poolPath, readOnly: false)],
+        ]
+        let affinity: KubeValue = [
+            "nodeAffinity": [
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    "nodeSelectorTerms": [["matchExpressions": [["key": "kubernetes.io/hostname", "operator": "In",
+                                                                 "values": .strings([r.node])]]]],
+                ],
+            ],
+            // Two replicas of a volume on one node would fail together.
+            "podAntiAffinity": [
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    ["labelSelector": ["matchLabels": selector(labels(r.record.volume, component: "replica"))],
+                     "topologyKey": "kubernetes.io/hostname"],
+                ],
+            ],
+        ]
+        let deployment: KubeValue = [
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": metadata(name, labels: podLabels),
+            "spec": [
+                "replicas": 1,
+                // One process per replica directory: the old pod goes before the new one starts.
+                "strategy": ["type": "Recreate"],
+                "selector": ["matchLabels": selector(podLabels)],
+                "template": [
+                    "metadata": ["labels": .map(podLabels), "annotations": scrape(KubernetesPorts.replicaHTTP)],
+                    "spec": podSpec([container], volumes: [
+                        secretVolume("secret", KubernetesNames.secret(r.record.volume)),
+                        ["name": "pool", "hostPath": ["path": .string(r.poolPath), "type": "Directory"]],
+                    ], affinity: affinity),
+                ],
+            ],
+        ]
+        let service: KubeValue = [
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": metadata(name, labels: podLabels),
+            "spec": [
+                "type": "ClusterIP",
+                "selector": selector(podLabels),
+                "ports": [["name": "replica", "port": .int(KubernetesPorts.replica), "targetPort": "replica", "protocol": "TCP"]],
+            ],
+        ]
+        return [deployment, service]
+    }
+
+    // MARK: parts
+
+    private func labels(_ volume: String, component: String) -> [String: String] {
+        ["app.kubernetes.io/name": "cairn", "app.kubernetes.io/part-of": "cairn", Self.labelComponent: component,
+         Self.labelVolume: volume]
+    }
+
+    /// The labels that pick a pod: the volume, the component, and the replica id if any.
+    private func selector(_ labels: [String: String]) -> KubeValue {
+        .map(labels.filter { [Self.labelVolume, Self.labelComponent, Self.labelReplica].contains($0.key) })
+    }
+
+    private func metadata(_ name: String, labels: [String: String]) -> KubeValue {
+        [
+            "name": .string(name),
+            "namespace": .string(namespace),
+            "labels": .map(labels),
+            "ownerReferences": [[
+                "apiVersion": "cairn.io/v1alpha1", "kind": "CairnVolume", "name": .string(owner.name),
+                "uid": .string(owner.uid), "controller": true, "blockOwnerDeletion": true,
+            ]],
+        ]
+    }
+
+    private func podSpec(_ containers: [KubeValue], volumes: [KubeValue], affinity: KubeValue? = nil) -> KubeValue {
+        var spec: [(String, KubeValue)] = [
+            // The volume's pods talk to nothing in the cluster's API.
+            ("automountServiceAccountToken", false),
+            ("terminationGracePeriodSeconds", 30),
+            ("containers", .array(containers)),
+            ("volumes", .array(volumes)),
+        ]
+        if let affinity { spec.append(("affinity", affinity)) }
+        return .object(spec)
+    }
+
+    private func scrape(_ port: Int) -> KubeValue {
+        ["prometheus.io/scrape": "true", "prometheus.io/port": .string(String(port)), "prometheus.io/path": "/metrics"]
+    }
+
+    private func mount(_ name: String, _ file: String, readOnly: Bool = true) -> KubeValue {
+        // A secret's file: its directory is the mount; a pool: the directory itself.
+        .object([("name", .string(name)), ("mountPath", .string(readOnly ? dirname(file) : file)), ("readOnly", .bool(readOnly))])
+    }
+
+    private func secretVolume(_ name: String, _ secret: String) -> KubeValue {
+        ["name": .string(name), "secret": ["secretName": .string(secret), "items": [["key": "secret", "path": "secret"]]]]
+    }
+
+    private func dirname(_ path: String) -> String { (path as NSString).deletingLastPathComponent }
+}

@@ -1,0 +1,86 @@
+// The objects the Kubernetes orchestrator applies for a volume: names that Kubernetes takes,
+// replicas pinned to their pools' nodes and kept apart, addresses through Services.
+// (Tests/deploy/validate.sh checks the same objects against Kubernetes' schemas.)
+
+@testable import CairnControl
+import Foundation
+import Testing
+
+@Suite("Kubernetes objects")
+struct KubernetesObjectsTests {
+    @Test("object names are DNS-1035 labels of at most 63 characters, stable, and distinct per replica")
+    func names() {
+        let long = String(repeating: "v", count: 63)
+        for n in [KubernetesNames.controller(long), KubernetesNames.replica(long, "r1234567"), KubernetesNames.secret(long),
+                  KubernetesNames.controller("demo"), KubernetesNames.replica("demo", "r1234567")] {
+            #expect(n.utf8.count <= 63 && Names.isDNSLabel(n) && n.first!.isLetter, "\(n)")
+        }
+        #expect(KubernetesNames.controller("demo") == "cairn-demo-ctl")
+        #expect(KubernetesNames.replica(long, "r1") == KubernetesNames.replica(long, "r1"))
+        #expect(KubernetesNames.replica(long, "r1") != KubernetesNames.replica(long, "r2"))
+    }
+
+    @Test("the local network keeps every address as before: one host, a port per process")
+    func localAddresses() {
+        let config = ControlConfig(dataDir: "/d", portalHost: "10.0.0.1", replicaHost: "10.0.0.2")
+        let v = volume()
+        let r = ReplicaRecord(id: "r1", volume: "demo", pool: "p1", port: 20005, directory: "/p1/demo/r1", role: "active",
+                              replaces: nil, createdAt: "")
+        #expect(config.portal(v) == "10.0.0.1:20000" && config.portalListen(v) == "10.0.0.1:20000")
+        #expect(config.controllerAPI(v) == "http://127.0.0.1:20001" && config.controllerAPIListen(v) == "127.0.0.1:20001")
+        #expect(config.replicaAddress(r) == "10.0.0.2:20005" && config.replicaListen(r) == "10.0.0.2:20005")
+        #expect(config.processSecretFile("demo") == "/d/volumes/demo/secret")
+    }
+
+    @Test("a 3-replica volume: replicas pinned to their pools' nodes with their directories, kept on distinct nodes, reached through Services; all owned by the CairnVolume")
+    func threeReplicas() throws {
+        let config = ControlConfig(dataDir: "/d", network: .kubernetes(namespace: "cairn-system"))
+        let objects = KubernetesObjects(namespace: "cairn-system", image: "img", owner: .init(name: "demo", uid: "u-1"))
+        let placed = (1...3).map { i in
+            KubernetesObjects.ReplicaPlacement(
+                record: ReplicaRecord(id: "r\(i)", volume: "demo", pool: "p\(i)", port: 9700, directory: "/var/lib/cairn/p\(i)/demo/r\(i)",
+                                      role: "active", replaces: nil, createdAt: ""),
+                node: "node-\(i)", poolPath: "/var/lib/cairn/p\(i)")
+        }
+        let all = objects.all(volume: volume(), replicas: placed, secret: "abc", config: config)
+        #expect(all.map { $0["kind"] } == ["Secret", "Deployment", "Service", "Deployment", "Service", "Deployment", "Service",
+                                          "Deployment", "Service"])
+        for o in all {
+            #expect(o["metadata"]?["namespace"] == "cairn-system")
+            #expect(o["metadata"]?["ownerReferences"] == [["apiVersion": "cairn.io/v1alpha1", "kind": "CairnVolume", "name": "demo",
+                                                           "uid": "u-1", "controller": true, "blockOwnerDeletion": true]])
+        }
+        for i in 1...3 {
+            let pod = all[2 * i - 1]["spec"]?["template"]?["spec"]
+            let terms = pod?["affinity"]?["nodeAffinity"]?["requiredDuringSchedulingIgnoredDuringExecution"]?["nodeSelectorTerms"]
+            #expect(terms == [["matchExpressions": [["key": "kubernetes.io/hostname", "operator": "In", "values": .strings(["node-\(i)"])]]]])
+            let apart = pod?["affinity"]?["podAntiAffinity"]?["requiredDuringSchedulingIgnoredDuringExecution"]
+            #expect(apart == [["labelSelector": ["matchLabels": ["app.kubernetes.io/component": "replica", "cairn.io/volume": "demo"]],
+                               "topologyKey": "kubernetes.io/hostname"]])
+            #expect(pod?["volumes"] == [
+                ["name": "secret", "secret": ["secretName": "cairn-demo-secret", "items": [["key": "secret", "path": "secret"]]]],
+                ["name": "pool", "hostPath": ["path": .string("/var/lib/cairn/p\(i)"), "type": "Directory"]],
+            ])
+            guard case .array(let args)? = pod?["containers"].flatMap({ if case .array(let c) = $0 { return c.first?["args"] } else { return nil } }) else {
+                Issue.record("no args")
+                continue
+            }
+            #expect(args.starts(with: ["replica", "--dir", .string("/var/lib/cairn/p\(i)/demo/r\(i)"), "--listen", "0.0.0.0:9700"]))
+        }
+        // The controller reaches each replica by its Service's name, and initiators the controller by its own.
+        let controllerArgs = all[7]["spec"]?["template"]?["spec"]?["containers"]
+        guard case .array(let containers)? = controllerArgs, case .array(let args)? = containers.first?["args"] else {
+            Issue.record("no controller args")
+            return
+        }
+        for i in 1...3 { #expect(args.contains(.string("cairn-demo-r\(i).cairn-system.svc:9700"))) }
+        #expect(args.contains("0.0.0.0:3260"))
+        #expect(all[7]["spec"]?["strategy"] == ["type": "Recreate"])
+        #expect(config.portal(volume()) == "cairn-demo-ctl.cairn-system.svc:3260")
+    }
+
+    private func volume() -> VolumeRecord {
+        VolumeRecord(name: "demo", size: 1 << 30, replicaCount: 3, minHealthy: 2, qos: "{}", poolSelector: "{}", phase: "active",
+                     portalPort: 20000, apiPort: 20001, generation: 1, createdAt: "", source: nil)
+    }
+}
