@@ -271,7 +271,8 @@ def main():
     ap.add_argument("files", nargs="*", type=pathlib.Path)
     args = ap.parse_args()
 
-    files = [OPERATOR, DEPLOY / "cairn-storageclasses.yaml", *sorted((DEPLOY / "examples").glob("*.yaml"))]
+    files = [OPERATOR, DEPLOY / "cairn-csi-external-apiserver.yaml", DEPLOY / "cairn-storageclasses.yaml",
+             *sorted((DEPLOY / "examples").glob("*.yaml"))]
     files += args.files
     for d in args.objects:
         d = pathlib.Path(d)
