@@ -43,6 +43,12 @@ enum CSIFailure {
         }
     }
 
+    /// Runs `body`; a failure that is not a CSI status already (a command that failed, a file
+    /// that could not be written) becomes INTERNAL, prefixed with `what`.
+    static func internalOnFailure<T: Sendable>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch let e as RPCError { throw e } catch { throw internalError("\(what): \(error)") }
+    }
+
     /// The problem type's last path part: "https://cairn.io/problems/volume-exists" -> "volume-exists".
     static func slug(_ p: Problem) -> String {
         p.type.split(separator: "/").last.map(String.init) ?? p.type

@@ -103,7 +103,7 @@ struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
             if MountTable.isMountPoint(stagingPath) { return }
             let found = try await Filesystem.type(of: attachment.device)
             let fs = found ?? fsType
-            do {
+            try await CSIFailure.internalOnFailure("NodeStageVolume \(volume)") {
                 if found == nil {
                     guard !readOnly else { throw CSIFailure.precondition("NodeStageVolume: \(volume) holds no filesystem and is staged read-only") }
                     try await Filesystem.make(fs, on: attachment.device)
@@ -112,10 +112,6 @@ struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
                     try await Filesystem.growOffline(fs, device: attachment.device)   // a volume grown while not staged
                 }
                 try await Filesystem.mount(attachment.device, at: stagingPath, type: fs, options: flags + (readOnly ? ["ro"] : []))
-            } catch let e as RPCError {
-                throw e
-            } catch {
-                throw CSIFailure.internalError("NodeStageVolume \(volume): \(error)")
             }
             logger.info("NodeStageVolume \(volume): \(attachment.device) \(fs) on \(stagingPath)")
         }
@@ -128,7 +124,7 @@ struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
         guard !volume.isEmpty else { throw CSIFailure.invalid("NodeUnstageVolume: volume_id is required") }
         guard !request.stagingTargetPath.isEmpty else { throw CSIFailure.invalid("NodeUnstageVolume: staging_target_path is required") }
         try await locks.withLock(volume) {
-            do {
+            try await CSIFailure.internalOnFailure("NodeUnstageVolume \(volume)") {
                 if MountTable.isMountPoint(stagingPath) { try await Filesystem.unmount(stagingPath) }
                 if let record = staged.load(volume) {
                     let users = MountTable.mounts(ofDevice: MountTable.deviceNumber(record.attachment.device) ?? "-")
@@ -138,10 +134,6 @@ struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
                     try await attacher.detach(record.attachment)
                     staged.remove(volume)
                 }
-            } catch let e as RPCError {
-                throw e
-            } catch {
-                throw CSIFailure.internalError("NodeUnstageVolume \(volume): \(error)")
             }
             logger.info("NodeUnstageVolume \(volume)")
         }
@@ -176,7 +168,7 @@ struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
                 return
             }
             let source = record.block ? record.attachment.device : record.stagingPath
-            do {
+            try await CSIFailure.internalOnFailure("NodePublishVolume \(volume)") {
                 if record.block {
                     try FileManager.default.createDirectory(atPath: (targetPath as NSString).deletingLastPathComponent,
                                                             withIntermediateDirectories: true)
@@ -185,8 +177,6 @@ struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
                     try FileManager.default.createDirectory(atPath: targetPath, withIntermediateDirectories: true)
                 }
                 try await Filesystem.bind(source, at: targetPath, readOnly: readOnly)
-            } catch {
-                throw CSIFailure.internalError("NodePublishVolume \(volume): \(error)")
             }
             logger.info("NodePublishVolume \(volume): \(targetPath)\(readOnly ? " (read-only)" : "")")
         }
@@ -199,14 +189,12 @@ struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
         guard !volume.isEmpty else { throw CSIFailure.invalid("NodeUnpublishVolume: volume_id is required") }
         guard !request.targetPath.isEmpty else { throw CSIFailure.invalid("NodeUnpublishVolume: target_path is required") }
         try await locks.withLock(volume) {
-            do {
+            try await CSIFailure.internalOnFailure("NodeUnpublishVolume \(volume)") {
                 while MountTable.isMountPoint(targetPath) { try await Filesystem.unmount(targetPath) }
                 var st = stat()
                 if lstat(targetPath, &st) == 0 {
                     if (st.st_mode & S_IFMT) == S_IFDIR { rmdir(targetPath) } else { unlink(targetPath) }
                 }
-            } catch {
-                throw CSIFailure.internalError("NodeUnpublishVolume \(volume): \(error)")
             }
             logger.info("NodeUnpublishVolume \(volume): \(targetPath)")
         }
@@ -260,7 +248,7 @@ struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
             // The size the LUN now has: the apiserver's word when there is one, else what was asked.
             var size = try ControllerService.size(request.hasCapacityRange ? request.capacityRange : nil, floor: 0)
             if let api, let v: CairnClient.Volume = try? await api.call("GET", "/v1/volumes/\(volume)") { size = v.size }
-            do {
+            try await CSIFailure.internalOnFailure("NodeExpandVolume \(volume)") {
                 try await attacher.refreshSize(record.attachment, size: size)
                 if let seen = Filesystem.deviceSize(record.attachment.device), seen < size {
                     throw CSIFailure.unavailable("NodeExpandVolume: \(record.attachment.device) shows \(seen) bytes, not yet \(size)")
@@ -271,10 +259,6 @@ struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
                     try await Filesystem.grow(fs, device: record.attachment.device, mountedAt: record.stagingPath,
                                               offlineAllowed: others.isEmpty)
                 }
-            } catch let e as RPCError {
-                throw e
-            } catch {
-                throw CSIFailure.internalError("NodeExpandVolume \(volume): \(error)")
             }
             let now = Filesystem.deviceSize(record.attachment.device) ?? size
             logger.info("NodeExpandVolume \(volume): \(now) bytes")

@@ -63,66 +63,21 @@ struct KubernetesObjects {
             volumes.append(["name": "restore", "secret": ["secretName": .string(KubernetesNames.restoreCredentials(v.name)),
                                                          "items": [["key": "credentials", "path": "credentials"]]]])
         }
-        let container: KubeValue = [
-            "name": "controller",
-            "image": .string(image),
-            "args": .strings(spec.arguments),
-            "ports": [
-                ["name": "iscsi", "containerPort": .int(KubernetesPorts.portal), "protocol": "TCP"],
-                ["name": "api", "containerPort": .int(KubernetesPorts.api), "protocol": "TCP"],
-            ],
-            "readinessProbe": ["httpGet": ["path": "/healthz", "port": "api"], "periodSeconds": 5],
-            "livenessProbe": ["httpGet": ["path": "/healthz", "port": "api"], "periodSeconds": 10, "failureThreshold": 6],
-            "resources": ["requests": ["cpu": "250m", "memory": "256Mi"]],
-            "volumeMounts": .array(mounts),
-        ]
-        let deployment: KubeValue = [
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": metadata(name, labels: podLabels),
-            "spec": [
-                "replicas": 1,
-                // Never two controllers of one volume at once (epochs would fence the older, but
-                // its initiators would see it fail first).
-                "strategy": ["type": "Recreate"],
-                "selector": ["matchLabels": selector(podLabels)],
-                "template": [
-                    "metadata": ["labels": .map(podLabels), "annotations": scrape(KubernetesPorts.api)],
-                    "spec": podSpec([container], volumes: volumes),
-                ],
-            ],
-        ]
-        let service: KubeValue = [
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": metadata(name, labels: podLabels),
-            "spec": [
-                "type": "ClusterIP",
-                "selector": selector(podLabels),
-                "ports": [
-                    ["name": "iscsi", "port": .int(KubernetesPorts.portal), "targetPort": "iscsi", "protocol": "TCP"],
-                    ["name": "api", "port": .int(KubernetesPorts.api), "targetPort": "api", "protocol": "TCP"],
-                ],
-            ],
-        ]
-        return [deployment, service]
+        let container = self.container("controller", args: spec.arguments,
+                                       ports: [("iscsi", KubernetesPorts.portal), ("api", KubernetesPorts.api)],
+                                       probe: "api", cpu: "250m", memory: "256Mi", mounts: mounts)
+        return [deployment(name, labels: podLabels, scrapePort: KubernetesPorts.api, pod: podSpec([container], volumes: volumes)),
+                service(name, labels: podLabels, ports: [("iscsi", KubernetesPorts.portal), ("api", KubernetesPorts.api)])]
     }
 
     func replica(_ spec: ProcessSpec, _ r: ReplicaPlacement) -> [KubeValue] {
         let name = KubernetesNames.replica(r.record.volume, r.record.id)
         var podLabels = labels(r.record.volume, component: "replica")
         podLabels[Self.labelReplica] = r.record.id
-        let container: KubeValue = [
-            "name": "replica",
-            "image": .string(image),
-            "args": .strings(spec.arguments + ["--http", "0.0.0.0:\(KubernetesPorts.replicaHTTP)"]),
-            "ports": [
-                ["name": "replica", "containerPort": .int(KubernetesPorts.replica), "protocol": "TCP"],
-                ["name": "http", "containerPort": .int(KubernetesPorts.replicaHTTP), "protocol": "TCP"],
-            ],
-            "readinessProbe": ["httpGet": ["path": "/healthz", "port": "http"], "periodSeconds": 5],
-            "livenessProbe": ["httpGet": ["path": "/healthz", "port": "http"], "periodSeconds": 10, "failureThreshold": 6],
-            "resources": ["requests": ["cpu": "100m", "memory": "128Mi"]],
-            "volumeMounts": [mount("secret", KubernetesPaths.secret), mount("pool", r.poolPath, readOnly: false)],
-        ]
+        let container = self.container("replica", args: spec.arguments + ["--http", "0.0.0.0:\(KubernetesPorts.replicaHTTP)"],
+                                       ports: [("replica", KubernetesPorts.replica), ("http", KubernetesPorts.replicaHTTP)],
+                                       probe: "http", cpu: "100m", memory: "128Mi",
+                                       mounts: [mount("secret", KubernetesPaths.secret), mount("pool", r.poolPath, readOnly: false)])
         let affinity: KubeValue = [
             "nodeAffinity": [
                 "requiredDuringSchedulingIgnoredDuringExecution": [
@@ -138,36 +93,57 @@ struct KubernetesObjects {
                 ],
             ],
         ]
-        let deployment: KubeValue = [
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": metadata(name, labels: podLabels),
-            "spec": [
-                "replicas": 1,
-                // One process per replica directory: the old pod goes before the new one starts.
-                "strategy": ["type": "Recreate"],
-                "selector": ["matchLabels": selector(podLabels)],
-                "template": [
-                    "metadata": ["labels": .map(podLabels), "annotations": scrape(KubernetesPorts.replicaHTTP)],
-                    "spec": podSpec([container], volumes: [
-                        secretVolume("secret", KubernetesNames.secret(r.record.volume)),
-                        ["name": "pool", "hostPath": ["path": .string(r.poolPath), "type": "Directory"]],
-                    ], affinity: affinity),
-                ],
-            ],
-        ]
-        let service: KubeValue = [
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": metadata(name, labels: podLabels),
-            "spec": [
-                "type": "ClusterIP",
-                "selector": selector(podLabels),
-                "ports": [["name": "replica", "port": .int(KubernetesPorts.replica), "targetPort": "replica", "protocol": "TCP"]],
-            ],
-        ]
-        return [deployment, service]
+        let pod = podSpec([container], volumes: [
+            secretVolume("secret", KubernetesNames.secret(r.record.volume)),
+            ["name": "pool", "hostPath": ["path": .string(r.poolPath), "type": "Directory"]],
+        ], affinity: affinity)
+        return [deployment(name, labels: podLabels, scrapePort: KubernetesPorts.replicaHTTP, pod: pod),
+                service(name, labels: podLabels, ports: [("replica", KubernetesPorts.replica)])]
     }
 
     // MARK: parts
+
+    /// One pod of a volume. Recreate: never two controllers of one volume at once (epochs would
+    /// fence the older, but its initiators would see it fail first), never two processes on one
+    /// replica directory.
+    private func deployment(_ name: String, labels: [String: String], scrapePort: Int, pod: KubeValue) -> KubeValue {
+        [
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": metadata(name, labels: labels),
+            "spec": [
+                "replicas": 1,
+                "strategy": ["type": "Recreate"],
+                "selector": ["matchLabels": selector(labels)],
+                "template": ["metadata": ["labels": .map(labels), "annotations": scrape(scrapePort)], "spec": pod],
+            ],
+        ]
+    }
+
+    private func service(_ name: String, labels: [String: String], ports: [(String, Int)]) -> KubeValue {
+        [
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": metadata(name, labels: labels),
+            "spec": [
+                "type": "ClusterIP",
+                "selector": selector(labels),
+                "ports": .array(ports.map { ["name": .string($0.0), "port": .int($0.1), "targetPort": .string($0.0), "protocol": "TCP"] }),
+            ],
+        ]
+    }
+
+    private func container(_ name: String, args: [String], ports: [(String, Int)], probe: String, cpu: String, memory: String,
+                           mounts: [KubeValue]) -> KubeValue {
+        [
+            "name": .string(name),
+            "image": .string(image),
+            "args": .strings(args),
+            "ports": .array(ports.map { ["name": .string($0.0), "containerPort": .int($0.1), "protocol": "TCP"] }),
+            "readinessProbe": ["httpGet": ["path": "/healthz", "port": .string(probe)], "periodSeconds": 5],
+            "livenessProbe": ["httpGet": ["path": "/healthz", "port": .string(probe)], "periodSeconds": 10, "failureThreshold": 6],
+            "resources": ["requests": ["cpu": .string(cpu), "memory": .string(memory)]],
+            "volumeMounts": .array(mounts),
+        ]
+    }
 
     private func labels(_ volume: String, component: String) -> [String: String] {
         ["app.kubernetes.io/name": "cairn", "app.kubernetes.io/part-of": "cairn", Self.labelComponent: component,

@@ -50,14 +50,7 @@ struct CSICommand: AsyncParsableCommand {
     func run() async throws {
         _ = bootstrapLogging(logLevel)
         let logger = Logger(label: "cairn.csi")
-        let env = ProcessInfo.processInfo.environment
-        var token: String?
-        if let path = tokenFile ?? env["CAIRN_TOKEN_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read the token file \(path)") }
-            token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        } else if let t = env["CAIRN_TOKEN"], !t.isEmpty {
-            token = t
-        }
+        let token = try ClientOptions.token(file: tokenFile)
         let node = NodeOptions(nodeID: nodeID ?? ProcessInfo.processInfo.hostName, attach: NodeOptions.Attach(rawValue: attach)!,
                                stateDir: stateDir.hasPrefix("/") ? stateDir : FileManager.default.currentDirectoryPath + "/" + stateDir)
         do {

@@ -16,16 +16,19 @@ struct ClientOptions: ParsableArguments {
     func client() throws -> JSONHTTPClient {
         let env = ProcessInfo.processInfo.environment
         let url = server ?? env["CAIRN_SERVER"].flatMap { $0.isEmpty ? nil : $0 } ?? "http://127.0.0.1:9400"
-        var token: String?
-        if let path = tokenFile ?? env["CAIRN_TOKEN_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
+        return JSONHTTPClient(baseURL: url, token: try Self.token(file: tokenFile))
+    }
+
+    /// The apiserver's bearer token: from `file`, else $CAIRN_TOKEN_FILE, else $CAIRN_TOKEN itself.
+    static func token(file: String?) throws -> String? {
+        let env = ProcessInfo.processInfo.environment
+        if let path = file ?? env["CAIRN_TOKEN_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw ValidationError("cannot read the token file \(path)")
             }
-            token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        } else if let t = env["CAIRN_TOKEN"], !t.isEmpty {
-            token = t
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        return JSONHTTPClient(baseURL: url, token: token)
+        return env["CAIRN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
     /// Prints `value` as JSON or YAML, or as the table `rows` makes.

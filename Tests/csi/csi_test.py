@@ -214,6 +214,13 @@ class CSITestCase(unittest.TestCase):
     def delete(self, volume_id):
         self.controller().DeleteVolume(csi.DeleteVolumeRequest(volume_id=volume_id))
 
+    def assertNothingLeft(self):
+        """No mount, loop device or qemu-storage-daemon of this run is left (after unstaging all)."""
+        self.assertEqual(mounts_under(WORK + "/kubelet"), [])
+        self.assertEqual(mounts_under(WORK + "/csi-state"), [])
+        self.assertEqual(loops_under(WORK), [])
+        self.assertEqual(storage_daemons(), [])
+
 
 class IdentityTests(CSITestCase):
     def test_plugin_info(self):
@@ -541,10 +548,7 @@ class NodeTests(CSITestCase):
         self.assertFalse(os.path.exists(target))
         n.NodeUnstageVolume(csi.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=staging))
         n.NodeUnstageVolume(csi.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=staging))
-        self.assertEqual(mounts_under(WORK + "/kubelet"), [])
-        self.assertEqual(mounts_under(WORK + "/csi-state"), [])
-        self.assertEqual(loops_under(WORK), [])
-        self.assertEqual(storage_daemons(), [])
+        self.assertNothingLeft()
 
         # e2fsck on the unstaged volume, attached raw (volumeMode Block): clean.
         raw = os.path.join(WORK, "kubelet", vid, "rawcheck")
@@ -584,9 +588,7 @@ class NodeTests(CSITestCase):
 
         n.NodeUnpublishVolume(csi.NodeUnpublishVolumeRequest(volume_id=vid, target_path=target))
         n.NodeUnstageVolume(csi.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=staging))
-        self.assertEqual(mounts_under(WORK + "/kubelet"), [])
-        self.assertEqual(loops_under(WORK), [])
-        self.assertEqual(storage_daemons(), [])
+        self.assertNothingLeft()
         self.delete(vid)
 
     def test_block_volume(self):
@@ -609,9 +611,7 @@ class NodeTests(CSITestCase):
         self.assertEqual(stats[0].total, 32 * MiB)
         n.NodeUnpublishVolume(csi.NodeUnpublishVolumeRequest(volume_id=vid, target_path=target))
         n.NodeUnstageVolume(csi.NodeUnstageVolumeRequest(volume_id=vid, staging_target_path=staging))
-        self.assertEqual(mounts_under(WORK + "/kubelet"), [])
-        self.assertEqual(loops_under(WORK), [])
-        self.assertEqual(storage_daemons(), [])
+        self.assertNothingLeft()
         self.delete(vid)
 
 
