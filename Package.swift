@@ -38,6 +38,9 @@ let package = Package(
         // Both already required by Hummingbird; named here for NIOPosix (the API's own one-thread
         // loop group) and ServiceLifecycle (to stop the server gracefully without signal handlers).
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        // TLS to the Kubernetes API (its CA), for the Kubernetes orchestrator; already required by
+        // async-http-client.
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // The control plane: desired state in SQLite, HTTP clients (CLI -> apiserver -> controllers),
         // YAML output of the CLI.
@@ -147,6 +150,7 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Crypto", package: "swift-crypto"),

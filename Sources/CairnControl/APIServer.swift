@@ -21,13 +21,34 @@ public enum APIServer {
         /// Stop every volume's processes when the apiserver stops (`make run`); by default they
         /// go on serving, and the next apiserver adopts them.
         public var stopVolumesOnExit: Bool
+        /// With `control.network` kubernetes: how to reach the Kubernetes API, and the volumes' image.
+        public var kubernetes: KubernetesOptions?
 
-        public init(control: ControlConfig, host: String, port: Int, tokenFile: String?, stopVolumesOnExit: Bool) {
+        public init(control: ControlConfig, host: String, port: Int, tokenFile: String?, stopVolumesOnExit: Bool,
+                    kubernetes: KubernetesOptions? = nil) {
             self.control = control
             self.host = host
             self.port = port
             self.tokenFile = tokenFile
             self.stopVolumesOnExit = stopVolumesOnExit
+            self.kubernetes = kubernetes
+        }
+    }
+
+    /// The Kubernetes orchestrator's settings.
+    public struct KubernetesOptions: Sendable {
+        /// The volumes' pods' image; nil: the image of this pod's own container (POD_NAME).
+        public var image: String?
+        /// The API server's URL, token file and CA file; nil: the pod's service account.
+        public var apiURL: String?
+        public var tokenFile: String?
+        public var caFile: String?
+
+        public init(image: String?, apiURL: String?, tokenFile: String?, caFile: String?) {
+            self.image = image
+            self.apiURL = apiURL
+            self.tokenFile = tokenFile
+            self.caFile = caFile
         }
     }
 
@@ -40,7 +61,21 @@ public enum APIServer {
                                    logger: logger)
         let store = try StateStore(path: "\(config.dataDir)/state.db")
         let events = EventLog(store: store, logger: logger)
-        let orchestrator = LocalOrchestrator(store: store, logger: logger)
+        let orchestrator: any Orchestrator
+        switch config.network {
+        case .local:
+            orchestrator = LocalOrchestrator(store: store, logger: logger)
+        case .kubernetes(let namespace):
+            let k = options.kubernetes ?? KubernetesOptions(image: nil, apiURL: nil, tokenFile: nil, caFile: nil)
+            let endpoint = try k.apiURL.map {
+                KubernetesAPI.Endpoint(baseURL: $0, tokenFile: k.tokenFile ?? KubernetesAPI.Endpoint.serviceAccount + "/token", caFile: k.caFile)
+            } ?? .inCluster()
+            let api = try KubernetesAPI(endpoint: endpoint)
+            var image = k.image ?? ""
+            if image.isEmpty { image = try await KubernetesOrchestrator.ownImage(api: api) }
+            logger.notice("Kubernetes orchestrator: namespace \(namespace), image \(image), API \(endpoint.baseURL)")
+            orchestrator = KubernetesOrchestrator(api: api, namespace: namespace, image: image, store: store, config: config, logger: logger)
+        }
         let reconciler = Reconciler(store: store, orchestrator: orchestrator, events: events, config: config, logger: logger)
         let metrics = APIServerMetrics()
 

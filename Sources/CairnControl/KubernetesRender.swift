@@ -15,7 +15,7 @@ public enum KubernetesRender {
         }
     }
 
-    /// A `v1` List of the volume's objects. One replica per pool, in order; replica ids and the
+    /// A `v1` List of the volume's CairnVolume and the objects it owns. One replica per pool, in order; replica ids and the
     /// secret are made up (stable for one volume name), as is the owner's uid.
     public static func volume(name: String, size: UInt64, replicas: Int, minHealthy: Int?, pools: [Pool],
                               namespace: String, image: String) throws -> some Encodable & Sendable {
@@ -35,7 +35,8 @@ public enum KubernetesRender {
         }
         let objects = KubernetesObjects(namespace: namespace, image: image,
                                         owner: .init(name: name, uid: "00000000-0000-4000-8000-000000000000"))
-        let items = objects.all(volume: v, replicas: placed, secret: String(repeating: "0", count: 64), config: config)
+        let items = [KubernetesResources.volume(v, namespace: namespace)]
+            + objects.all(volume: v, replicas: placed, secret: String(repeating: "0", count: 64), config: config)
         return KubernetesList(value: ["apiVersion": "v1", "kind": "List", "items": .array(items)])
     }
 

@@ -43,6 +43,24 @@ struct ApiserverCommand: AsyncParsableCommand {
     @Option(help: "How often a healthy volume's controller is asked for its status (seconds).")
     var pollInterval: Double = 2
 
+    @Option(help: "Where the volumes' processes run: local (children of this process) or kubernetes (Deployments, through the Kubernetes API).")
+    var orchestrator: String = "local"
+
+    @Option(help: "With --orchestrator kubernetes: the namespace of the volumes' objects (default: this pod's, else cairn-system).")
+    var namespace: String?
+
+    @Option(help: "With --orchestrator kubernetes: the volumes' pods' image (default: this pod's own).")
+    var image: String?
+
+    @Option(help: "With --orchestrator kubernetes, outside a pod: the Kubernetes API's URL (with --kubernetes-token-file, --kubernetes-ca-file).")
+    var kubernetesAPI: String?
+
+    @Option(help: "The Kubernetes API's bearer token file (default: the pod's service account's).")
+    var kubernetesTokenFile: String?
+
+    @Option(help: "The Kubernetes API's CA certificate file (default: the pod's service account's).")
+    var kubernetesCaFile: String?
+
     @Option(help: "Log level of the apiserver: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -60,17 +78,25 @@ struct ApiserverCommand: AsyncParsableCommand {
         guard Logger.Level(rawValue: processLogLevel) != nil else { throw ValidationError("unknown --process-log-level") }
         guard let r = portRange, r.count >= 8 else { throw ValidationError("--ports must be FIRST-LAST, at least 8 ports") }
         guard pollInterval >= 0.1 && pollInterval <= 60 else { throw ValidationError("--poll-interval must be 0.1 to 60") }
+        guard ["local", "kubernetes"].contains(orchestrator) else { throw ValidationError("--orchestrator must be local or kubernetes") }
     }
 
     func run() async throws {
         _ = bootstrapLogging(logLevel)
         let logger = Logger(label: "cairn.apiserver")
         let data = data.hasPrefix("/") ? data : FileManager.default.currentDirectoryPath + "/" + data
+        var network = ControlConfig.Network.local
+        if orchestrator == "kubernetes" {
+            let podNamespace = try? String(contentsOfFile: "/var/run/secrets/kubernetes.io/serviceaccount/namespace", encoding: .utf8)
+            network = .kubernetes(namespace: namespace ?? podNamespace?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "cairn-system")
+        }
         let control = ControlConfig(dataDir: data, portalHost: portalHost, replicaHost: replicaHost, ports: portRange!,
-                                    poolRoot: poolRoot, processLogLevel: processLogLevel, pollSeconds: pollInterval)
+                                    poolRoot: poolRoot, processLogLevel: processLogLevel, pollSeconds: pollInterval, network: network)
+        let kubernetes = APIServer.KubernetesOptions(image: image, apiURL: kubernetesAPI, tokenFile: kubernetesTokenFile,
+                                                     caFile: kubernetesCaFile)
         do {
             try await APIServer.run(.init(control: control, host: listen.host, port: Int(listen.port), tokenFile: tokenFile,
-                                          stopVolumesOnExit: stopVolumesOnExit), logger: logger)
+                                          stopVolumesOnExit: stopVolumesOnExit, kubernetes: kubernetes), logger: logger)
         } catch {
             logger.critical("\(error)")
             throw ExitCode(2)

@@ -84,3 +84,63 @@ struct KubernetesObjectsTests {
                      portalPort: 20000, apiPort: 20001, generation: 1, createdAt: "", source: nil)
     }
 }
+
+@Suite("Kubernetes orchestrator: reading objects back")
+struct KubernetesOrchestratorTests {
+    @Test("REST paths: the core group under /api/v1, others under /apis/GROUP/VERSION, kinds in the plural")
+    func paths() throws {
+        #expect(KubernetesAPI.path(apiVersion: "apps/v1", kind: "Deployment", namespace: "ns", name: "d") == "/apis/apps/v1/namespaces/ns/deployments/d")
+        #expect(KubernetesAPI.path(apiVersion: "v1", kind: "Service", namespace: "ns") == "/api/v1/namespaces/ns/services")
+        #expect(KubernetesAPI.path(apiVersion: "cairn.io/v1alpha1", kind: "CairnVolume", namespace: "ns", name: "v")
+                == "/apis/cairn.io/v1alpha1/namespaces/ns/cairnvolumes/v")
+        let secret: KubeValue = ["apiVersion": "v1", "kind": "Secret", "metadata": ["name": "s", "namespace": "ns"]]
+        #expect(try KubernetesAPI.path(of: secret) == "/api/v1/namespaces/ns/secrets/s")
+        #expect(throws: KubernetesError.self) { try KubernetesAPI.path(of: ["kind": "Secret"]) }
+    }
+
+    @Test("process keys from labels and back: controller, replica; anything else is not Cairn's")
+    func keys() {
+        #expect(KubernetesOrchestrator.key(["cairn.io/volume": "v", "app.kubernetes.io/component": "controller"]) == "v/controller")
+        #expect(KubernetesOrchestrator.key(["cairn.io/volume": "v", "app.kubernetes.io/component": "replica", "cairn.io/replica": "r1"])
+                == "v/replica/r1")
+        #expect(KubernetesOrchestrator.key(["cairn.io/volume": "v", "app.kubernetes.io/component": "replica"]) == nil)
+        #expect(KubernetesOrchestrator.key(["app.kubernetes.io/component": "controller"]) == nil)
+        #expect(KubernetesOrchestrator.parse("v/controller")! == ("v", nil))
+        #expect(KubernetesOrchestrator.parse("v/replica/r1")! == ("v", "r1"))
+        #expect(KubernetesOrchestrator.parse("v/other") == nil)
+    }
+
+    @Test("a process's state from its Deployment and pods, as the API server writes them: ready, restarts, crash loop")
+    func status() throws {
+        let deployment = try JSONDecoder().decode(KubeDeployment.self, from: Data("""
+            {"metadata": {"name": "cairn-v-ctl", "labels": {"cairn.io/volume": "v"}},
+             "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}}
+            """.utf8))
+        let looping = try JSONDecoder().decode(KubePod.self, from: Data("""
+            {"metadata": {"name": "cairn-v-ctl-5d9c-x", "labels": {}},
+             "status": {"phase": "Running", "containerStatuses": [{"name": "controller", "restartCount": 5, "ready": false,
+               "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 2m40s"}},
+               "lastState": {"terminated": {"reason": "Error", "exitCode": 2}}}]}}
+            """.utf8))
+        let up = KubernetesOrchestrator.status("v/controller", deployment, [])
+        #expect(up.running && up.restarts == 0 && !up.crashLooping && up.lastExit == nil && up.pid == nil)
+        let down = KubernetesOrchestrator.status("v/controller", nil, [looping])
+        #expect(!down.running && down.restarts == 5 && down.crashLooping && down.lastExit == "CrashLoopBackOff")
+        let exited = try JSONDecoder().decode(KubePod.self, from: Data("""
+            {"metadata": {"name": "p", "labels": {}}, "status": {"containerStatuses": [{"restartCount": 1,
+               "state": {"running": {}}, "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}}
+            """.utf8))
+        #expect(KubernetesOrchestrator.status("k", deployment, [exited]).lastExit == "OOMKilled (137)")
+    }
+
+    @Test("a volume's CairnVolume carries its spec: size, replicas, QoS, selector, a clone's source")
+    func cairnVolume() {
+        let v = VolumeRecord(name: "v", size: 1 << 30, replicaCount: 3, minHealthy: 2, qos: #"{"iops":500}"#,
+                             poolSelector: #"{"tier":"fast"}"#, phase: "active", portalPort: 1, apiPort: 2, generation: 1,
+                             createdAt: "", source: #"{"volume":"src","snapshot":"s1","snapshotID":"id","from":[]}"#)
+        let cr = KubernetesResources.volume(v, namespace: "ns")
+        #expect(cr["kind"] == "CairnVolume" && cr["metadata"]?["name"] == "v" && cr["metadata"]?["namespace"] == "ns")
+        #expect(cr["spec"] == ["size": .int(1 << 30), "replicas": 3, "minHealthy": 2, "qos": ["iops": 500],
+                               "poolSelector": ["tier": "fast"], "fromSnapshot": "src/s1"])
+    }
+}

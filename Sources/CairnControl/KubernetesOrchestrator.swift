@@ -1,0 +1,218 @@
+import Foundation
+import Logging
+
+/// Runs each volume's processes as Kubernetes objects (`cairn apiserver --orchestrator
+/// kubernetes`): per volume a CairnVolume that owns a Secret and the controller's Deployment and
+/// Service, per replica a Deployment pinned to its pool's node and a Service (KubernetesObjects).
+/// Kubernetes restarts the pods; this reads their state back. A pool's node is its
+/// `kubernetes.io/hostname` label.
+actor KubernetesOrchestrator: Orchestrator {
+    static let nodeLabel = "kubernetes.io/hostname"
+
+    private let api: KubernetesAPI
+    private let namespace: String
+    private let image: String
+    private let store: StateStore
+    private let config: ControlConfig
+    private let logger: Logger
+
+    init(api: KubernetesAPI, namespace: String, image: String, store: StateStore, config: ControlConfig, logger: Logger) {
+        self.api = api
+        self.namespace = namespace
+        self.image = image
+        self.store = store
+        self.config = config
+        self.logger = logger
+    }
+
+    /// The image of this pod's `apiserver` container (POD_NAME and POD_NAMESPACE from the
+    /// downward API): the volumes' pods run the same release.
+    static func ownImage(api: KubernetesAPI, environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> String {
+        guard let pod = environment["POD_NAME"], let namespace = environment["POD_NAMESPACE"] else {
+            throw KubernetesError(status: 0, message: "give --image, or run in a pod with POD_NAME and POD_NAMESPACE set")
+        }
+        guard let data = try await api.get(KubernetesAPI.path(apiVersion: "v1", kind: "Pod", namespace: namespace, name: pod)),
+              let object = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let containers = (object["spec"] as? [String: Any])?["containers"] as? [[String: Any]],
+              let image = (containers.first { $0["name"] as? String == "apiserver" } ?? containers.first)?["image"] as? String else {
+            throw KubernetesError(status: 0, message: "cannot read the image of pod \(namespace)/\(pod)")
+        }
+        return image
+    }
+
+    /// Deployments outlive the apiserver on their own: nothing to take over.
+    func adopt() async -> [ProcessChange] { [] }
+
+    func ensure(_ specs: [ProcessSpec]) async -> (status: [ProcessStatus], changes: [ProcessChange]) {
+        let deployments: [String: KubeDeployment]
+        let pods: [String: [KubePod]]
+        do {
+            deployments = try await self.deployments()
+            pods = try await self.pods()
+        } catch {
+            logger.warning("Kubernetes API: \(error)")
+            return (specs.map { ProcessStatus(key: $0.key, pid: nil, running: false, restarts: 0, crashLooping: false,
+                                              lastExit: "the Kubernetes API does not answer") }, [])
+        }
+        var status: [ProcessStatus] = [], changes: [ProcessChange] = []
+        for spec in specs {
+            if deployments[spec.key] == nil {
+                do {
+                    try await apply(spec)
+                    changes.append(.started(key: spec.key, pid: 0))
+                } catch {
+                    logger.warning("\(spec.key): cannot apply its objects: \(error)")
+                    status.append(ProcessStatus(key: spec.key, pid: nil, running: false, restarts: 0, crashLooping: false,
+                                                lastExit: "\(error)"))
+                    continue
+                }
+            }
+            status.append(Self.status(spec.key, deployments[spec.key], pods[spec.key] ?? []))
+        }
+        return (status, changes)
+    }
+
+    func stop(_ key: String, graceSeconds: Double) async {
+        guard let (volume, replica) = Self.parse(key) else { return }
+        let name = replica.map { KubernetesNames.replica(volume, $0) } ?? KubernetesNames.controller(volume)
+        do {
+            try await api.delete(KubernetesAPI.path(apiVersion: "apps/v1", kind: "Deployment", namespace: namespace, name: name))
+            try await api.delete(KubernetesAPI.path(apiVersion: "v1", kind: "Service", namespace: namespace, name: name))
+            // A volume on its way out: its CairnVolume goes last, and what it owns with it.
+            if replica == nil, (try? store.volume(volume))??.phase != "active" {
+                try await api.delete(KubernetesAPI.path(apiVersion: "cairn.io/v1alpha1", kind: "CairnVolume", namespace: namespace, name: volume))
+            }
+        } catch {
+            logger.warning("\(key): cannot delete its objects: \(error)")
+        }
+    }
+
+    func keys() async -> [String] {
+        (try? await deployments().keys.sorted()) ?? []
+    }
+
+    // MARK: objects
+
+    /// Applies the objects of one process: the volume's CairnVolume first (its uid owns the rest),
+    /// its Secret unless it exists (the replicas' key never changes), then the Deployment and Service.
+    private func apply(_ spec: ProcessSpec) async throws {
+        guard let v = try store.volume(spec.volume) else { throw KubernetesError(status: 0, message: "no volume \(spec.volume)") }
+        let owner = try await applyVolume(v)
+        let objects = KubernetesObjects(namespace: namespace, image: image, owner: owner)
+        let secretPath = KubernetesAPI.path(apiVersion: "v1", kind: "Secret", namespace: namespace, name: KubernetesNames.secret(v.name))
+        if try await api.get(secretPath) == nil {
+            let value = try String(contentsOfFile: config.secretFile(v.name), encoding: .utf8)
+            try await api.apply(objects.secret(v.name, value.trimmingCharacters(in: .whitespacesAndNewlines)))
+        }
+        let made: [KubeValue]
+        switch spec.role {
+        case .controller:
+            made = objects.controller(spec, volume: v)
+        case .replica:
+            guard let (_, id) = Self.parse(spec.key), let id, let r = try store.replicas(of: v.name).first(where: { $0.id == id }),
+                  let pool = try store.pool(r.pool) else {
+                throw KubernetesError(status: 0, message: "no replica record for \(spec.key)")
+            }
+            guard let node = pool.labelMap[Self.nodeLabel] else {
+                throw KubernetesError(status: 0, message: "pool \(pool.name) has no \(Self.nodeLabel) label: the node its directory is on")
+            }
+            made = objects.replica(spec, .init(record: r, node: node, poolPath: pool.path))
+        }
+        for o in made { try await api.apply(o) }
+        logger.info("\(spec.key): applied \(made.count) objects")
+    }
+
+    /// Applies the volume's CairnVolume (its spec) and returns it as the owner of the rest.
+    private func applyVolume(_ v: VolumeRecord) async throws -> KubernetesObjects.Owner {
+        let answer = try await api.apply(KubernetesResources.volume(v, namespace: namespace))
+        guard let object = try JSONSerialization.jsonObject(with: answer) as? [String: Any],
+              let uid = (object["metadata"] as? [String: Any])?["uid"] as? String else {
+            throw KubernetesError(status: 0, message: "the CairnVolume \(v.name) came back without a uid")
+        }
+        return .init(name: v.name, uid: uid)
+    }
+
+    // MARK: reading back
+
+    private func deployments() async throws -> [String: KubeDeployment] {
+        let items = try await api.list(KubernetesAPI.path(apiVersion: "apps/v1", kind: "Deployment", namespace: namespace),
+                                       labelSelector: "app.kubernetes.io/part-of=cairn,cairn.io/volume")
+        var out: [String: KubeDeployment] = [:]
+        for data in items {
+            let d = try JSONDecoder().decode(KubeDeployment.self, from: data)
+            if let key = Self.key(d.metadata.labels ?? [:]) { out[key] = d }
+        }
+        return out
+    }
+
+    private func pods() async throws -> [String: [KubePod]] {
+        let items = try await api.list(KubernetesAPI.path(apiVersion: "v1", kind: "Pod", namespace: namespace),
+                                       labelSelector: "app.kubernetes.io/part-of=cairn,cairn.io/volume")
+        var out: [String: [KubePod]] = [:]
+        for data in items {
+            let p = try JSONDecoder().decode(KubePod.self, from: data)
+            if let key = Self.key(p.metadata.labels ?? [:]) { out[key, default: []].append(p) }
+        }
+        return out
+    }
+
+    /// A process's state from its Deployment and pods: running when a pod is ready; restarts the
+    /// pods' containers' restarts; crash looping when kubelet backs off restarting it.
+    static func status(_ key: String, _ d: KubeDeployment?, _ pods: [KubePod]) -> ProcessStatus {
+        let containers = pods.flatMap { $0.status?.containerStatuses ?? [] }
+        let waiting = containers.compactMap { $0.state?.waiting?.reason }.first
+        let terminated = containers.compactMap { $0.lastState?.terminated }.first
+        return ProcessStatus(key: key, pid: nil, running: (d?.status?.readyReplicas ?? 0) >= 1,
+                             restarts: containers.reduce(0) { $0 + $1.restartCount },
+                             crashLooping: waiting == "CrashLoopBackOff",
+                             lastExit: waiting ?? terminated.map { "\($0.reason ?? "exited") (\($0.exitCode ?? 0))" })
+    }
+
+    /// "VOLUME/controller" or "VOLUME/replica/ID" from an object's labels.
+    static func key(_ labels: [String: String]) -> String? {
+        guard let volume = labels[KubernetesObjects.labelVolume] else { return nil }
+        switch labels[KubernetesObjects.labelComponent] {
+        case "controller": return "\(volume)/controller"
+        case "replica": return labels[KubernetesObjects.labelReplica].map { "\(volume)/replica/\($0)" }
+        default: return nil
+        }
+    }
+
+    /// The volume and, for a replica, its id, of a process key.
+    static func parse(_ key: String) -> (String, String?)? {
+        let parts = key.split(separator: "/").map(String.init)
+        if parts.count == 2, parts[1] == "controller" { return (parts[0], nil) }
+        if parts.count == 3, parts[1] == "replica" { return (parts[0], parts[2]) }
+        return nil
+    }
+}
+
+/// The parts of a Deployment and a Pod the orchestrator reads.
+struct KubeDeployment: Decodable {
+    struct Status: Decodable { var readyReplicas: Int? }
+    var metadata: KubeMetadata
+    var status: Status?
+}
+
+struct KubePod: Decodable {
+    struct ContainerStatus: Decodable {
+        struct State: Decodable {
+            struct Waiting: Decodable { var reason: String? }
+            struct Terminated: Decodable { var reason: String?; var exitCode: Int? }
+            var waiting: Waiting?
+            var terminated: Terminated?
+        }
+        var restartCount: Int
+        var state: State?
+        var lastState: State?
+    }
+    struct Status: Decodable { var containerStatuses: [ContainerStatus]? }
+    var metadata: KubeMetadata
+    var status: Status?
+}
+
+struct KubeMetadata: Decodable {
+    var name: String
+    var labels: [String: String]?
+    var uid: String?
+}
