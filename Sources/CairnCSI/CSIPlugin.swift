@@ -56,8 +56,12 @@ public enum CSIPlugin {
             services.append(node!)
         }
         let probeNode = node
+        // Ready: a controller reaches the apiserver; a node has its tools. A node's readiness never
+        // waits on the apiserver: the liveness probe would restart the node plugin, and with it the
+        // userspace attach's I/O, whenever the control plane is away.
+        let probeAPI = options.mode == .controller ? api : nil
         services.append(IdentityService(servesController: options.mode.controller, ready: {
-            if let api, (try? await api.send("GET", "/healthz", timeoutSeconds: 5))?.status != 200 { return false }
+            if let probeAPI, (try? await probeAPI.send("GET", "/healthz", timeoutSeconds: 5))?.status != 200 { return false }
             if let probeNode { return probeNode.toolsMissing().isEmpty }
             return true
         }))

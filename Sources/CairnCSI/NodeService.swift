@@ -283,7 +283,17 @@ struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
             return found
         }
         let v: CairnClient.Volume
-        do { v = try await api.call("GET", "/v1/volumes/\(volume)") } catch { throw CSIFailure.from(error, "NodeStageVolume \(volume)") }
+        do {
+            v = try await api.call("GET", "/v1/volumes/\(volume)")
+        } catch {
+            // The control plane is off the data path: with the apiserver away, a volume the CO
+            // names by its context is attached all the same.
+            if case .unreachable? = error as? ClientError, let found {
+                logger.warning("NodeStageVolume \(volume): the apiserver does not answer; attaching \(found.iqn) at \(found.portal) as the volume context says")
+                return found
+            }
+            throw CSIFailure.from(error, "NodeStageVolume \(volume)")
+        }
         guard ["healthy", "degraded"].contains(v.status.state), (v.status.epoch ?? 0) > 0 else {
             throw CSIFailure.unavailable("NodeStageVolume: volume \(volume) does not serve yet (\(v.status.state))")
         }
