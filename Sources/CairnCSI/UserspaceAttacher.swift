@@ -58,6 +58,13 @@ struct UserspaceAttacher: Attacher {
     func refreshSize(_ a: Attachment, size: UInt64) async throws {
         guard let qmp = a.qmpSocket, let file = a.exportFile else { return }
         try await QMP.execute(socket: qmp, "block_resize", ["node-name": "lun", "size": size])
+        // The kernel keeps the FUSE file's attributes for a moment (qemu's export gives them a
+        // 1 s lifetime): the loop device reads the size once the file shows it.
+        for _ in 0..<50 {
+            var st = stat()
+            if stat(file, &st) == 0, UInt64(st.st_size) >= size { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
         for loop in try await loops(of: file) {
             try await Command.check(["losetup", "-c", loop])
         }
