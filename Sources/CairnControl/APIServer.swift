@@ -62,6 +62,7 @@ public enum APIServer {
         let store = try StateStore(path: "\(config.dataDir)/state.db")
         let events = EventLog(store: store, logger: logger)
         let orchestrator: any Orchestrator
+        var mirror: ClusterStateMirror?
         switch config.network {
         case .local:
             orchestrator = LocalOrchestrator(store: store, logger: logger)
@@ -75,6 +76,10 @@ public enum APIServer {
             if image.isEmpty { image = try await KubernetesOrchestrator.ownImage(api: api) }
             logger.notice("Kubernetes orchestrator: namespace \(namespace), image \(image), API \(endpoint.baseURL)")
             orchestrator = KubernetesOrchestrator(api: api, namespace: namespace, image: image, store: store, config: config, logger: logger)
+            // The cluster holds the desired state: read it back before anything is reconciled.
+            let m = ClusterStateMirror(api: api, namespace: namespace, store: store, logger: logger)
+            _ = try await m.restoreIfEmpty()
+            mirror = m
         }
         let reconciler = Reconciler(store: store, orchestrator: orchestrator, events: events, config: config, logger: logger)
         let metrics = APIServerMetrics()
@@ -114,7 +119,9 @@ public enum APIServer {
         sigchld.resume()
         defer { sigchld.cancel() }
         let loop = ReconcileService(reconciler: reconciler)
-        let group = ServiceGroup(configuration: .init(services: [app, loop], gracefulShutdownSignals: [.sigterm, .sigint],
+        var services: [any Service] = [app, loop]
+        if let mirror { services.append(MirrorService(mirror: mirror)) }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
                                                       logger: logger))
         try await group.run()
         events.finishFollowers()
@@ -123,6 +130,18 @@ public enum APIServer {
             await reconciler.stopAll()
         } else {
             logger.notice("stopped; the volumes' processes go on serving")
+        }
+    }
+}
+
+/// The state mirror's passes, every two seconds, as a service of the apiserver's group.
+struct MirrorService: Service {
+    let mirror: ClusterStateMirror
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            await mirror.sync()
+            try? await Task.sleep(for: .seconds(2))
         }
     }
 }

@@ -15,7 +15,8 @@ public enum KubernetesRender {
         }
     }
 
-    /// A `v1` List of the volume's CairnVolume and the objects it owns. One replica per pool, in order; replica ids and the
+    /// A `v1` List of the volume's state resources (its pools, CairnVolume, CairnReplicas) and the
+    /// objects its CairnVolume owns. One replica per pool, in order; replica ids and the
     /// secret are made up (stable for one volume name), as is the owner's uid.
     public static func volume(name: String, size: UInt64, replicas: Int, minHealthy: Int?, pools: [Pool],
                               namespace: String, image: String) throws -> some Encodable & Sendable {
@@ -35,7 +36,15 @@ public enum KubernetesRender {
         }
         let objects = KubernetesObjects(namespace: namespace, image: image,
                                         owner: .init(name: name, uid: "00000000-0000-4000-8000-000000000000"))
-        let items = [KubernetesResources.volume(v, namespace: namespace)]
+        // The state the apiserver keeps in the cluster (ClusterStateMirror), then what it applies
+        // to run the volume.
+        let poolRecords = pools.prefix(replicas).map {
+            PoolRecord(name: $0.name, path: $0.path, labels: JSONText.encode([KubernetesOrchestrator.nodeLabel: $0.node]),
+                       state: "ready", createdAt: v.createdAt)
+        }
+        let items = poolRecords.map { KubernetesState.pool($0, namespace: namespace) }
+            + [KubernetesState.volume(v, namespace: namespace)]
+            + placed.map { KubernetesState.replica($0.record, namespace: namespace) }
             + objects.all(volume: v, replicas: placed, secret: String(repeating: "0", count: 64), config: config)
         return KubernetesList(value: ["apiVersion": "v1", "kind": "List", "items": .array(items)])
     }

@@ -2,6 +2,7 @@
 // replicas pinned to their pools' nodes and kept apart, addresses through Services.
 // (Tests/deploy/validate.sh checks the same objects against Kubernetes' schemas.)
 
+import CairnClient
 @testable import CairnControl
 import Foundation
 import Testing
@@ -142,5 +143,52 @@ struct KubernetesOrchestratorTests {
         #expect(cr["kind"] == "CairnVolume" && cr["metadata"]?["name"] == "v" && cr["metadata"]?["namespace"] == "ns")
         #expect(cr["spec"] == ["size": .int(1 << 30), "replicas": 3, "minHealthy": 2, "qos": ["iops": 500],
                                "poolSelector": ["tier": "fast"], "fromSnapshot": "src/s1"])
+    }
+}
+
+@Suite("Kubernetes state: records as custom resources")
+struct KubernetesStateTests {
+    private func roundTrip<T: Codable & Equatable>(_ record: T, _ resource: KubeValue) throws -> T? {
+        KubernetesState.record(T.self, from: try JSONEncoder().encode(resource))
+    }
+
+    @Test("every record comes back from its resource as it was: pools, volumes (a clone's source too), replicas, snapshots, backups")
+    func roundTrips() throws {
+        let pool = PoolRecord(name: "p1", path: "/var/lib/cairn/p1", labels: #"{"kubernetes.io/hostname":"node-a","tier":"fast"}"#,
+                              state: "cordoned", createdAt: "2026-12-07T00:00:00.000Z")
+        let volume = VolumeRecord(name: "v", size: 1 << 30, replicaCount: 3, minHealthy: 2, qos: #"{"iops":100}"#, poolSelector: "{}",
+                                  phase: "active", portalPort: 20000, apiPort: 20001, generation: 7, createdAt: "2026-12-07T00:00:00.000Z",
+                                  source: #"{"from":["a:1"],"snapshot":"s","snapshotID":"i","volume":"src"}"#)
+        let replica = ReplicaRecord(id: "r1234567", volume: "v", pool: "p1", port: 20002, directory: "/var/lib/cairn/p1/v/r1234567",
+                                    role: "replacement", replaces: "r7654321", createdAt: "2026-12-07T00:00:00.000Z")
+        let snapshot = SnapshotRecord(volume: "v", Snapshot(name: "before-upgrade", id: "abc", createdAt: "2026-12-07T00:00:00.000Z",
+                                                            parent: nil, size: 1 << 30, bytes: 4096, state: "ready"))
+        let backup = BackupRecord(id: "b-1", volume: "v", snapshot: "before-upgrade", target: "s3://bucket/x", createdAt: "2026-12-07T00:00:00.000Z",
+                                  state: "done", totalBytes: 10, readBytes: 10, uploadedBytes: 5, newBlocks: 1, mibPerSecond: 60.5,
+                                  previous: nil, error: nil)
+        #expect(try roundTrip(pool, KubernetesState.pool(pool, namespace: "ns")) == pool)
+        #expect(try roundTrip(volume, KubernetesState.volume(volume, namespace: "ns")) == volume)
+        #expect(try roundTrip(replica, KubernetesState.replica(replica, namespace: "ns")) == replica)
+        #expect(try roundTrip(snapshot, try #require(KubernetesState.snapshot(snapshot, namespace: "ns"))) == snapshot)
+        #expect(try roundTrip(backup, KubernetesState.backup(backup, namespace: "ns")) == backup)
+        #expect(KubernetesState.pool(pool, namespace: "ns")["spec"]?["node"] == "node-a")
+        #expect(KubernetesState.replica(replica, namespace: "ns")["metadata"]?["name"] == "v-r1234567")
+    }
+
+    @Test("a snapshot whose name cannot be in a Kubernetes name is not mirrored")
+    func snapshotNames() {
+        let s = SnapshotRecord(volume: "v", Snapshot(name: "Before_Upgrade", id: "i", createdAt: "", parent: nil, size: 1, bytes: 0, state: "ready"))
+        #expect(KubernetesState.snapshot(s, namespace: "ns") == nil)
+    }
+
+    @Test("a CairnPool written by hand becomes a pool on its node; one without a node or an absolute path does not")
+    func importedPools() throws {
+        let written = Data(#"{"apiVersion":"cairn.io/v1alpha1","kind":"CairnPool","metadata":{"name":"p2","namespace":"ns"},"spec":{"node":"node-b","path":"/var/lib/cairn/p2","labels":{"tier":"ssd"}}}"#.utf8)
+        let pool = try #require(KubernetesState.importedPool(written))
+        #expect(pool.name == "p2" && pool.path == "/var/lib/cairn/p2" && pool.state == "ready")
+        #expect(pool.labelMap == ["tier": "ssd", "kubernetes.io/hostname": "node-b"])
+        #expect(!KubernetesState.hasRecord(written))
+        #expect(KubernetesState.importedPool(Data(#"{"metadata":{"name":"p3"},"spec":{"path":"/var/lib/cairn/p3"}}"#.utf8)) == nil)
+        #expect(KubernetesState.importedPool(Data(#"{"metadata":{"name":"p4"},"spec":{"node":"n","path":"relative"}}"#.utf8)) == nil)
     }
 }
