@@ -39,12 +39,13 @@ struct KubernetesObjects {
         return out
     }
 
-    func secret(_ volume: String, _ value: String) -> KubeValue {
+    /// The volume's secret (the replica links' key), or another of its secrets by name and key.
+    func secret(_ volume: String, _ value: String, name: String? = nil, key: String = "secret") -> KubeValue {
         [
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": metadata(KubernetesNames.secret(volume), labels: labels(volume, component: "volume")),
+            "metadata": metadata(name ?? KubernetesNames.secret(volume), labels: labels(volume, component: "volume")),
             "type": "Opaque",
-            "data": ["secret": .string(Data(value.utf8).base64EncodedString())],
+            "data": .object([(key, .string(Data(value.utf8).base64EncodedString()))]),
         ]
     }
 

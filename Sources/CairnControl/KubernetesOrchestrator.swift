@@ -104,6 +104,11 @@ actor KubernetesOrchestrator: Orchestrator {
             let value = try String(contentsOfFile: config.secretFile(v.name), encoding: .utf8)
             try await api.apply(objects.secret(v.name, value.trimmingCharacters(in: .whitespacesAndNewlines)))
         }
+        // A restore from S3 reads its credentials from a Secret of the volume's own.
+        if spec.role == .controller, let r = v.restoreSource, r.target.url.hasPrefix("s3://"),
+           let credentials = try? String(contentsOfFile: config.restoreCredentialsFile(v.name), encoding: .utf8) {
+            try await api.apply(objects.secret(v.name, credentials, name: KubernetesNames.restoreCredentials(v.name), key: "credentials"))
+        }
         let made: [KubeValue]
         switch spec.role {
         case .controller:
@@ -122,9 +127,11 @@ actor KubernetesOrchestrator: Orchestrator {
         logger.info("\(spec.key): applied \(made.count) objects")
     }
 
-    /// Applies the volume's CairnVolume (its spec) and returns it as the owner of the rest.
+    /// Applies the volume's CairnVolume and returns it as the owner of the rest. The same object
+    /// the state mirror applies (record annotation included): an apply by one field manager
+    /// drops the fields its previous apply set and this one leaves out.
     private func applyVolume(_ v: VolumeRecord) async throws -> KubernetesObjects.Owner {
-        let answer = try await api.apply(KubernetesResources.volume(v, namespace: namespace))
+        let answer = try await api.apply(KubernetesState.volume(v, namespace: namespace))
         guard let object = try JSONSerialization.jsonObject(with: answer) as? [String: Any],
               let uid = (object["metadata"] as? [String: Any])?["uid"] as? String else {
             throw KubernetesError(status: 0, message: "the CairnVolume \(v.name) came back without a uid")
