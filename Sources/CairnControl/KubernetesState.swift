@@ -47,7 +47,8 @@ enum KubernetesState {
         var spec: [(String, KubeValue)] = [("volume", .string(b.volume)), ("snapshot", .string(b.snapshot)),
                                            ("target", ["url": .string(b.target)])]
         if b.snapshot.isEmpty { spec.remove(at: 1) }
-        return resource("CairnBackup", b.id, namespace: namespace, labels: ["cairn.io/volume": b.volume], spec: .object(spec), record: b)
+        // Backup ids ("bk-20261207T041700Z-1a2b3c") hold capitals; Kubernetes names may not.
+        return resource("CairnBackup", b.id.lowercased(), namespace: namespace, labels: ["cairn.io/volume": b.volume], spec: .object(spec), record: b)
     }
 
     /// The record a resource (as the API server returns it) carries; nil when it carries none.

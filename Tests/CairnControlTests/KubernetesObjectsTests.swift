@@ -163,7 +163,7 @@ struct KubernetesStateTests {
                                     role: "replacement", replaces: "r7654321", createdAt: "2026-12-07T00:00:00.000Z")
         let snapshot = SnapshotRecord(volume: "v", Snapshot(name: "before-upgrade", id: "abc", createdAt: "2026-12-07T00:00:00.000Z",
                                                             parent: nil, size: 1 << 30, bytes: 4096, state: "ready"))
-        let backup = BackupRecord(id: "b-1", volume: "v", snapshot: "before-upgrade", target: "s3://bucket/x", createdAt: "2026-12-07T00:00:00.000Z",
+        let backup = BackupRecord(id: "bk-20261207T041700Z-1a2b3c", volume: "v", snapshot: "before-upgrade", target: "s3://bucket/x", createdAt: "2026-12-07T00:00:00.000Z",
                                   state: "done", totalBytes: 10, readBytes: 10, uploadedBytes: 5, newBlocks: 1, mibPerSecond: 60.5,
                                   previous: nil, error: nil)
         #expect(try roundTrip(pool, KubernetesState.pool(pool, namespace: "ns")) == pool)
@@ -173,6 +173,7 @@ struct KubernetesStateTests {
         #expect(try roundTrip(backup, KubernetesState.backup(backup, namespace: "ns")) == backup)
         #expect(KubernetesState.pool(pool, namespace: "ns")["spec"]?["node"] == "node-a")
         #expect(KubernetesState.replica(replica, namespace: "ns")["metadata"]?["name"] == "v-r1234567")
+        #expect(KubernetesState.backup(backup, namespace: "ns")["metadata"]?["name"] == "bk-20261207t041700z-1a2b3c")
     }
 
     @Test("a snapshot whose name cannot be in a Kubernetes name is not mirrored")
