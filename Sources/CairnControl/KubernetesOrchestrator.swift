@@ -16,6 +16,10 @@ actor KubernetesOrchestrator: Orchestrator {
     private let config: ControlConfig
     private let logger: Logger
 
+    /// What the last listing saw: the reconcile loop asks up to four times a second, the API
+    /// server is asked at most every two seconds (and at once after an apply or a delete).
+    private var seen: (at: ContinuousClock.Instant, deployments: [String: KubeDeployment], pods: [String: [KubePod]])?
+
     init(api: KubernetesAPI, namespace: String, image: String, store: StateStore, config: ControlConfig, logger: Logger) {
         self.api = api
         self.namespace = namespace
@@ -47,8 +51,12 @@ actor KubernetesOrchestrator: Orchestrator {
         let deployments: [String: KubeDeployment]
         let pods: [String: [KubePod]]
         do {
-            deployments = try await self.deployments()
-            pods = try await self.pods()
+            if let seen, ContinuousClock.now - seen.at < .seconds(2) {
+                (deployments, pods) = (seen.deployments, seen.pods)
+            } else {
+                (deployments, pods) = (try await self.deployments(), try await self.pods())
+                seen = (ContinuousClock.now, deployments, pods)
+            }
         } catch {
             logger.warning("Kubernetes API: \(error)")
             return (specs.map { ProcessStatus(key: $0.key, pid: nil, running: false, restarts: 0, crashLooping: false,
@@ -58,6 +66,7 @@ actor KubernetesOrchestrator: Orchestrator {
         for spec in specs {
             if deployments[spec.key] == nil {
                 do {
+                    seen = nil
                     try await apply(spec)
                     changes.append(.started(key: spec.key, pid: 0))
                 } catch {
@@ -75,6 +84,7 @@ actor KubernetesOrchestrator: Orchestrator {
     func stop(_ key: String, graceSeconds: Double) async {
         guard let (volume, replica) = Self.parse(key) else { return }
         let name = replica.map { KubernetesNames.replica(volume, $0) } ?? KubernetesNames.controller(volume)
+        seen = nil
         do {
             try await api.delete(KubernetesAPI.path(apiVersion: "apps/v1", kind: "Deployment", namespace: namespace, name: name))
             try await api.delete(KubernetesAPI.path(apiVersion: "v1", kind: "Service", namespace: namespace, name: name))
