@@ -64,7 +64,7 @@ actor KubernetesOrchestrator: Orchestrator {
         }
         var status: [ProcessStatus] = [], changes: [ProcessChange] = []
         for spec in specs {
-            if deployments[spec.key] == nil {
+            if Self.needsApply(spec, deployments[spec.key]) {
                 do {
                     seen = nil
                     try await apply(spec)
@@ -173,6 +173,18 @@ actor KubernetesOrchestrator: Orchestrator {
         return out
     }
 
+    /// Whether a process's objects are applied now: when its Deployment is missing, or when a
+    /// controller's arguments changed (its replica set after a replacement) and its pod is not
+    /// ready, so that the new pod starts with them. A ready pod keeps running: a changed
+    /// template would restart it, and the reconciler changes a live controller through its API.
+    /// Replicas keep the arguments they were made with: the `--size` they were created at is one
+    /// they always had (a newer one, from a growth they missed, they would refuse).
+    static func needsApply(_ spec: ProcessSpec, _ d: KubeDeployment?) -> Bool {
+        guard let d else { return true }
+        guard spec.role == .controller, let args = d.spec?.template.spec.containers.first?.args else { return false }
+        return args != spec.arguments && (d.status?.readyReplicas ?? 0) == 0
+    }
+
     /// A process's state from its Deployment and pods: running when a pod is ready; restarts the
     /// pods' containers' restarts; crash looping when kubelet backs off restarting it.
     static func status(_ key: String, _ d: KubeDeployment?, _ pods: [KubePod]) -> ProcessStatus {
@@ -207,7 +219,18 @@ actor KubernetesOrchestrator: Orchestrator {
 /// The parts of a Deployment and a Pod the orchestrator reads.
 struct KubeDeployment: Decodable {
     struct Status: Decodable { var readyReplicas: Int? }
+    struct Spec: Decodable {
+        struct Template: Decodable {
+            struct PodSpec: Decodable {
+                struct Container: Decodable { var args: [String]? }
+                var containers: [Container]
+            }
+            var spec: PodSpec
+        }
+        var template: Template
+    }
     var metadata: KubeMetadata
+    var spec: Spec?
     var status: Status?
 }
 

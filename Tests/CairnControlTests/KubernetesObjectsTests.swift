@@ -134,6 +134,22 @@ struct KubernetesOrchestratorTests {
         #expect(KubernetesOrchestrator.status("k", deployment, [exited]).lastExit == "OOMKilled (137)")
     }
 
+    @Test("objects are applied when the Deployment is missing, or when a controller's arguments changed and its pod is not ready; a ready pod, or a replica's, is never restarted for it")
+    func reapply() throws {
+        func deployment(args: [String], ready: Int) throws -> KubeDeployment {
+            let json: [String: Any] = ["metadata": ["name": "d"], "spec": ["template": ["spec": ["containers": [["name": "c", "args": args]]]]],
+                                       "status": ["readyReplicas": ready]]
+            return try JSONDecoder().decode(KubeDeployment.self, from: JSONSerialization.data(withJSONObject: json))
+        }
+        let spec = ProcessSpec(key: "v/controller", volume: "v", role: .controller, arguments: ["controller", "--replica", "b:9700"], logFile: "")
+        #expect(KubernetesOrchestrator.needsApply(spec, nil))
+        #expect(!KubernetesOrchestrator.needsApply(spec, try deployment(args: spec.arguments, ready: 0)))
+        #expect(!KubernetesOrchestrator.needsApply(spec, try deployment(args: ["controller", "--replica", "a:9700"], ready: 1)))
+        #expect(KubernetesOrchestrator.needsApply(spec, try deployment(args: ["controller", "--replica", "a:9700"], ready: 0)))
+        let replica = ProcessSpec(key: "v/replica/r1", volume: "v", role: .replica, arguments: ["replica", "--dir", "/d"], logFile: "")
+        #expect(!KubernetesOrchestrator.needsApply(replica, try deployment(args: ["replica", "--dir", "/d", "--size", "1"], ready: 0)))
+    }
+
     @Test("a volume's CairnVolume carries its spec: size, replicas, QoS, selector, a clone's source")
     func cairnVolume() {
         let v = VolumeRecord(name: "v", size: 1 << 30, replicaCount: 3, minHealthy: 2, qos: #"{"iops":500}"#,
