@@ -1,3 +1,4 @@
+import CairnClient
 import Crypto
 
 /// How CSI's names and ids map to Cairn's. A volume's id is its Cairn name; a snapshot's is
@@ -32,11 +33,7 @@ enum CSINames {
     static func cloneSnapshot(forVolume name: String) -> String { clonePrefix + digest(name) }
     static let clonePrefix = "csi-clone-"
 
-    static func isDNSLabel(_ s: String) -> Bool {
-        guard (1...63).contains(s.utf8.count), let first = s.utf8.first, let last = s.utf8.last else { return false }
-        func alnum(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) }
-        return alnum(first) && alnum(last) && s.utf8.allSatisfy { alnum($0) || $0 == 0x2d }
-    }
+    static func isDNSLabel(_ s: String) -> Bool { DNSLabel.isValid(s) }
 
     private static func digest(_ s: String) -> String {
         SHA256.hash(data: Array(s.utf8)).prefix(12).map { b in

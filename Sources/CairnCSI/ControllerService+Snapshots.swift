@@ -90,15 +90,7 @@ extension ControllerService {
     /// Returns once `volume` serves (a snapshot needs its replicas writable): a volume created a
     /// moment ago, or one that is restarting, is waited for up to 30 s, then UNAVAILABLE.
     func waitServing(_ volume: String, what: String) async throws {
-        let deadline = ContinuousClock.now + .seconds(30)
-        while true {
-            guard let v = try await self.volume(volume) else { throw CSIFailure.notFound("\(what): no volume \(volume)") }
-            if ["healthy", "degraded"].contains(v.status.state), (v.status.epoch ?? 0) > 0 { return }
-            guard ContinuousClock.now < deadline else {
-                throw CSIFailure.unavailable("\(what): volume \(volume) does not serve (\(v.status.state))")
-            }
-            try await Task.sleep(for: .milliseconds(200))
-        }
+        try await wait(volume, seconds: 30, what: what, until: "serving") { $0.status.serves }
     }
 
     /// The snapshot a clone `clone` of `source` is copied from.

@@ -190,11 +190,21 @@ struct ControllerService: Csi_V1_Controller.SimpleServiceProtocol {
     /// once and pushes it to the controller after, and the node must not look for the new size
     /// before it is there. UNAVAILABLE after a minute (the CO retries).
     func waitServed(_ name: String, size: UInt64) async throws {
-        let deadline = ContinuousClock.now + .seconds(60)
+        try await wait(name, seconds: 60, what: "ControllerExpandVolume", until: "serving \(size) bytes") {
+            ($0.status.servedSize ?? 0) >= size
+        }
+    }
+
+    /// Polls the volume until `done` holds of it: NOT_FOUND when it is gone, UNAVAILABLE (the CO
+    /// retries) after `seconds`.
+    func wait(_ name: String, seconds: Int, what: String, until: String,
+              _ done: (CairnClient.Volume) -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(seconds)
         while true {
-            if let v = try await volume(name), (v.status.servedSize ?? 0) >= size { return }
+            guard let v = try await volume(name) else { throw CSIFailure.notFound("\(what): no volume \(name)") }
+            if done(v) { return }
             guard ContinuousClock.now < deadline else {
-                throw CSIFailure.unavailable("ControllerExpandVolume: \(name) is not serving \(size) bytes yet")
+                throw CSIFailure.unavailable("\(what): volume \(name) is not \(until) yet (\(v.status.state))")
             }
             try await Task.sleep(for: .milliseconds(200))
         }
@@ -202,7 +212,7 @@ struct ControllerService: Csi_V1_Controller.SimpleServiceProtocol {
 
     /// The volume named `name`, or nil when there is none (a name Cairn could not have is none).
     func volume(_ name: String) async throws -> CairnClient.Volume? {
-        guard CSINames.isDNSLabel(name) else { return nil }
+        guard DNSLabel.isValid(name) else { return nil }
         do {
             return try await api.call("GET", "/v1/volumes/\(name)")
         } catch {

@@ -294,7 +294,7 @@ struct NodeService: Csi_V1_Node.SimpleServiceProtocol {
             }
             throw CSIFailure.from(error, "NodeStageVolume \(volume)")
         }
-        guard ["healthy", "degraded"].contains(v.status.state), (v.status.epoch ?? 0) > 0 else {
+        guard v.status.serves else {
             throw CSIFailure.unavailable("NodeStageVolume: volume \(volume) does not serve yet (\(v.status.state))")
         }
         return found ?? ISCSITarget(portal: v.status.portal, iqn: v.status.iqn, lun: 0)

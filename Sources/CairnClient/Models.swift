@@ -347,6 +347,10 @@ public struct VolumeStatus: Codable, Sendable, Equatable {
     }
 
     public var healthyReplicas: Int { replicas.filter { $0.mode == "RW" }.count }
+
+    /// The controller serves reads and writes: healthy or degraded, with an epoch of its own (a
+    /// clone or restore has copied its data; its replicas are writable).
+    public var serves: Bool { ["healthy", "degraded"].contains(state) && (epoch ?? 0) > 0 }
 }
 
 /// One replica of a volume.

@@ -95,11 +95,7 @@ enum Body {
 
 /// Names of volumes and pools: DNS-1123 labels, as Kubernetes names them.
 enum Names {
-    static func isDNSLabel(_ s: String) -> Bool {
-        guard (1...63).contains(s.utf8.count), let first = s.utf8.first, let last = s.utf8.last else { return false }
-        func alnum(_ c: UInt8) -> Bool { (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) }
-        return alnum(first) && alnum(last) && s.utf8.allSatisfy { alnum($0) || $0 == 0x2d }
-    }
+    static func isDNSLabel(_ s: String) -> Bool { DNSLabel.isValid(s) }
 
     static func check(_ s: String, what: String) throws {
         guard isDNSLabel(s) else {
