@@ -34,6 +34,15 @@ public protocol BlockStore: AnyObject, Sendable {
     /// Called once when the process stops: finish, make durable, release.
     nonisolated(nonsending)
     func close() async
+    /// Why medium access would fail now, or nil when it would be served (TEST UNIT READY asks).
+    nonisolated(nonsending)
+    func readiness() async -> BlockStoreError?
+}
+
+extension BlockStore {
+    /// A local store is ready once it is open.
+    nonisolated(nonsending)
+    public func readiness() async -> BlockStoreError? { nil }
 }
 
 public enum BlockStoreError: Error, Equatable, CustomStringConvertible {
@@ -43,6 +52,8 @@ public enum BlockStoreError: Error, Equatable, CustomStringConvertible {
     case noSpace
     /// Not enough healthy storage to serve the request (replica quorum lost).
     case unavailable(String)
+    /// Starting up: the store has not yet found where its newest data is. Initiators retry.
+    case becomingReady(String)
     /// The store is read-only.
     case readOnly
 
@@ -51,6 +62,7 @@ public enum BlockStoreError: Error, Equatable, CustomStringConvertible {
         case .medium(let read, let why): return "\(read ? "read" : "write") error: \(why)"
         case .noSpace: return "no space left"
         case .unavailable(let why): return "unavailable: \(why)"
+        case .becomingReady(let why): return "becoming ready: \(why)"
         case .readOnly: return "read-only"
         }
     }

@@ -227,6 +227,7 @@ public actor SCSITarget {
             if lu.writeProtected { throw .writeProtected }
             return try await write(lu, c, verify: true)
         case Opcode.testUnitReady:
+            if let e = await lu.store.readiness() { throw SCSIError.from(e) }
             return .good
         case Opcode.inquiry:
             return try inquiry(lu, c)

@@ -50,6 +50,7 @@ public struct SCSIError: Error, Sendable, Equatable {
     public static let spaceAllocationFailed = SCSIError(.dataProtect, 0x27, 0x07)
     public static let writeProtected = SCSIError(.dataProtect, 0x27, 0x00)
     public static let notReady = SCSIError(.notReady, 0x04, 0x00)
+    public static let becomingReady = SCSIError(.notReady, 0x04, 0x01)
     public static let sanitizeInProgress = SCSIError(.notReady, 0x04, 0x1B)
     /// The removable medium has been ejected (START STOP UNIT LOEJ=1 START=0).
     public static let mediumNotPresent = SCSIError(.notReady, 0x3A, 0x00)
@@ -82,12 +83,15 @@ public struct SCSIError: Error, Sendable, Equatable {
 
     /// Maps a block store failure to the SBC sense the initiator should see. `.unavailable`
     /// (replica quorum lost) is NOT READY / CAUSE NOT REPORTABLE: the unit may come back, and
-    /// initiators fail the I/O instead of treating the hardware as broken.
+    /// initiators fail the I/O instead of treating the hardware as broken. `.becomingReady`
+    /// (a controller still finding its replicas) is NOT READY / IN PROCESS OF BECOMING READY,
+    /// which initiators (Linux sd) retry for the command's lifetime instead of failing it.
     public static func from(_ error: BlockStoreError) -> SCSIError {
         switch error {
         case .medium(let read, _): return read ? .unrecoveredReadError : .writeError
         case .noSpace: return .spaceAllocationFailed
         case .unavailable: return .notReady
+        case .becomingReady: return .becomingReady
         case .readOnly: return .writeProtected
         }
     }

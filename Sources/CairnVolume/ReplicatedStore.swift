@@ -41,6 +41,11 @@ public final class ReplicatedStore: BlockStore {
     }
 
     nonisolated(nonsending)
+    public func readiness() async -> BlockStoreError? {
+        await volume.readiness()
+    }
+
+    nonisolated(nonsending)
     public func close() async {
         await volume.close()
     }

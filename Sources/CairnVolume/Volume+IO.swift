@@ -6,8 +6,15 @@ import Glibc
 extension Volume {
     var writeEpoch: UInt64 { issued?.epoch ?? 0 }
 
+    /// TEST UNIT READY's answer: becoming ready until the newest data is found (start-up), not
+    /// ready while no RW replica is up, ready otherwise (a read-only volume still serves reads).
+    func readiness() -> BlockStoreError? {
+        guard decided else { return .becomingReady("the newest data is not reachable yet") }
+        return rwCount == 0 ? .unavailable("no healthy replica") : nil
+    }
+
     func checkWritable() throws(BlockStoreError) {
-        guard decided else { throw .unavailable("volume offline: the newest data is not reachable yet") }
+        guard decided else { throw .becomingReady("the newest data is not reachable yet") }
         let rw = rwCount
         guard rw >= config.minHealthy else {
             throw .unavailable("read-only: \(rw) healthy replica(s), \(config.minHealthy) needed for writes")
@@ -89,7 +96,7 @@ extension Volume {
     /// Reads from the least loaded RW replica; on error, ejects it and tries the next.
     func read(lba: UInt64, count: Int, into buffer: IOBuffer) async throws(BlockStoreError) {
         let t0 = monotonicNanos()
-        guard decided else { throw .unavailable("volume offline: the newest data is not reachable yet") }
+        guard decided else { throw .becomingReady("the newest data is not reachable yet") }
         let length = count * config.blockSize
         try checkRange(lba, UInt64(length))
         let dst = IOBuffer(base: buffer.base, count: length)
@@ -118,7 +125,7 @@ extension Volume {
 
     /// Makes every completed write durable on every RW replica.
     func flush() async throws(BlockStoreError) {
-        guard decided else { throw .unavailable("volume offline") }
+        guard decided else { throw .becomingReady("the newest data is not reachable yet") }
         let f = takeFanOut()
         for m in members where m.mode == .rw && m.isUp { f.targets.append(m) }
         f.armForTargets()
@@ -135,7 +142,8 @@ extension Volume {
 
     /// Provisioning state at `lba`, from one RW replica's allocated extents.
     func allocation(at lba: UInt64) async throws(BlockStoreError) -> (mapped: Bool, count: UInt64) {
-        guard decided, let m = rwMembers.min(by: { $0.link!.outstanding < $1.link!.outstanding }) else {
+        guard decided else { throw .becomingReady("the newest data is not reachable yet") }
+        guard let m = rwMembers.min(by: { $0.link!.outstanding < $1.link!.outstanding }) else {
             throw .unavailable("no healthy replica")
         }
         let blocks = size / bs

@@ -82,6 +82,10 @@ final class GatedStore: BlockStore, @unchecked Sendable {
     }
     nonisolated(nonsending)
     func close() async {}
+    /// What TEST UNIT READY reports (nil: ready).
+    var notReady: BlockStoreError?
+    nonisolated(nonsending)
+    func readiness() async -> BlockStoreError? { notReady }
 }
 
 /// A target with one LUN (0) of `blocks` 512-byte blocks on a running loop.

@@ -96,6 +96,20 @@ import Testing
         #expect(await h.run(write10(0, 1), data: pattern(512, seed: 1)).isCheck(0x02, 0x04, 0x00))
         h.store.inner.injectedFault = .readOnly
         #expect(await h.run(write10(0, 1), data: pattern(512, seed: 1)).isCheck(0x07, 0x27, 0x00))
+        h.store.inner.injectedFault = .becomingReady("start-up")
+        #expect(await h.run(write10(0, 1), data: pattern(512, seed: 1)).isCheck(0x02, 0x04, 0x01))
+    }
+
+    @Test("TEST UNIT READY reports the store's readiness: becoming ready (retried by initiators), not ready, then ready")
+    func testUnitReadyFollowsTheStore() async throws {
+        let h = try Harness()
+        let tur: [UInt8] = [0x00, 0, 0, 0, 0, 0]
+        h.store.notReady = .becomingReady("start-up")
+        #expect(await h.run(tur).isCheck(0x02, 0x04, 0x01))
+        h.store.notReady = .unavailable("quorum")
+        #expect(await h.run(tur).isCheck(0x02, 0x04, 0x00))
+        h.store.notReady = nil
+        #expect(await h.run(tur).good)
     }
 
     @Test func writeAndVerifyWritesDurably() async throws {

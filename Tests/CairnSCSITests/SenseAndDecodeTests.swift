@@ -56,6 +56,7 @@ import Testing
         #expect(SCSIError.from(.medium(read: false, "x")) == .writeError)
         #expect(SCSIError.from(.noSpace) == .spaceAllocationFailed)
         #expect(SCSIError.from(.unavailable("q")) == .notReady)
+        #expect(SCSIError.from(.becomingReady("s")) == .becomingReady)
         #expect(SCSIError.from(.readOnly) == .writeProtected)
     }
 

@@ -312,6 +312,32 @@ struct ReplicationTests {
         #expect(v.log.contains("rebuild from"), "R1 was not rebuilt:\n\(v.log)")
     }
 
+    @Test("start-up: until the controller reaches its replicas, TEST UNIT READY and writes answer NOT READY / BECOMING READY (initiators retry that), then they are served",
+          .timeLimit(.minutes(3)))
+    func becomingReadyAtStartUp() throws {
+        let v = try ReplicatedVolume(name: "starting", withController: false)
+        for r in v.replicas { _ = r.stop() }
+        try v.startController()
+        let c = try #require(v.controller)
+        // A raw login, as the kernel initiator does it (libiscsi's connect itself runs TEST UNIT
+        // READY and gives up on anything but GOOD).
+        let raw = try RawISCSIClient(port: c.port, timeoutSeconds: 20)
+        try raw.login(target: c.iqn)
+        func keyASC(_ s: RawISCSIClient.Status) -> [UInt8] {
+            s.sense.count >= 14 ? [s.status, s.sense[2] & 0x0F, s.sense[12], s.sense[13]] : [s.status]
+        }
+        #expect(keyASC(try raw.scsi([0x00, 0, 0, 0, 0, 0])) == [0x02, 0x02, 0x04, 0x01], "TEST UNIT READY")
+        #expect(keyASC(try raw.scsi(RawISCSIClient.write10(lba: 8, blocks: 1), writeData: [UInt8](repeating: 7, count: 512)))
+                == [0x02, 0x02, 0x04, 0x01], "WRITE(10) before any replica was reached")
+        for r in v.replicas { try r.start() }
+        #expect(v.waitAllRW(timeout: 30), "\(v.log)")
+        #expect(try raw.scsi([0x00, 0, 0, 0, 0, 0]).status == 0)
+        let s = try LibiSCSISession(url: c.url, targetIQN: c.iqn, port: c.port, timeoutSeconds: 20)
+        defer { s.close() }
+        try s.write16(lba: 8, pattern(lba: 8, generation: 1, blocks: 8))
+        #expect(try s.read16(lba: 8, blocks: 8) == pattern(lba: 8, generation: 1, blocks: 8))
+    }
+
     @Test("disk full: a replica on a small tmpfs hits ENOSPC: it is ejected, the volume goes on, nothing acknowledged is lost",
           .timeLimit(.minutes(3)))
     func diskFull() throws {
