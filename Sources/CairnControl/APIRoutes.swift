@@ -89,6 +89,9 @@ struct APIRoutes: Sendable {
         try Names.check(body.name, what: "pool name")
         let labels = body.labels ?? [:]
         try Names.checkLabels(labels, what: "labels")
+        if config.poolsAreRemote, labels[KubernetesOrchestrator.nodeLabel]?.isEmpty ?? true {
+            throw APIFailure.invalid("invalid-labels", "in a cluster a pool names its node: the label \(KubernetesOrchestrator.nodeLabel)")
+        }
         let path = try checkPoolPath(body.path)
         let created: Bool = try store.write { db in
             if let p = try PoolRecord.fetchOne(db, key: body.name) {
@@ -112,6 +115,15 @@ struct APIRoutes: Sendable {
     private func checkPoolPath(_ raw: String) throws -> String {
         guard raw.hasPrefix("/"), raw.utf8.count < 4096, !raw.contains("\0") else {
             throw APIFailure.invalid("invalid-path", "path must be an absolute directory path")
+        }
+        // In a cluster the directory is on its node, not here: the replica pod creates it there.
+        if config.poolsAreRemote {
+            let path = URL(fileURLWithPath: raw).standardizedFileURL.path
+            guard path != "/" else { throw APIFailure.invalid("invalid-path", "/ cannot be a pool") }
+            if let root = config.poolRoot, path != root, !path.hasPrefix(root + "/") {
+                throw APIFailure.invalid("invalid-path", "pools must be under \(root) (--pool-root)")
+            }
+            return path
         }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: raw, isDirectory: &isDir), isDir.boolValue else {
@@ -222,7 +234,7 @@ struct APIRoutes: Sendable {
                 // As at create: each replica's pool must have the new size free.
                 let pools = Dictionary(uniqueKeysWithValues: try PoolRecord.fetchAll(db).map { ($0.name, $0) })
                 for r in try ReplicaRecord.filter(Column("volume") == name).fetchAll(db) {
-                    guard let p = pools[r.pool], let fs = Placement.filesystem(p.path), fs.free >= s else {
+                    guard let p = pools[r.pool], Placement.fits(p, s, remote: config.poolsAreRemote) else {
                         throw APIFailure.invalid("insufficient-capacity", "\(s) bytes do not fit on pool \(r.pool) (replica \(r.id))")
                     }
                 }
@@ -282,7 +294,7 @@ struct APIRoutes: Sendable {
             let sizes = try VolumeRecord.sizes(db)
             guard let pool = Placement.candidates(pools: try PoolRecord.fetchAll(db), replicas: all, sizes: sizes,
                                                   size: UInt64(v.size), selector: v.selector,
-                                                  excluded: Set(mine.map(\.pool))).first else {
+                                                  excluded: Set(mine.map(\.pool)), remote: config.poolsAreRemote).first else {
                 throw APIFailure.invalid("not-enough-pools", "no ready pool without a replica of \(name) can take one")
             }
             let port = try Placement.allocatePorts(db, count: 1, range: config.ports, host: config.replicaHost)[0]

@@ -50,6 +50,12 @@ public struct ControlConfig: Sendable {
         self.network = network
     }
 
+    /// Pools are on other nodes (a cluster): their filesystems are not measured from here.
+    var poolsAreRemote: Bool {
+        if case .kubernetes = network { return true }
+        return false
+    }
+
     func volumeDir(_ name: String) -> String { "\(dataDir)/volumes/\(name)" }
     /// A restore's S3 credentials (KEY=VALUE lines, 0600).
     func restoreCredentialsFile(_ volume: String) -> String { volumeDir(volume) + "/restore-credentials" }

@@ -41,11 +41,22 @@ final class KubernetesAPI: Sendable {
             config.tlsConfiguration = tls
         }
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+        // A watch may be quiet for a minute (bookmarks come about that often); the server ends
+        // it after `timeoutSeconds`, before this read timeout does.
+        config.timeout = .init(connect: .seconds(5), read: .seconds(Int64(Self.watchSeconds) + 30))
+        watchClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }
 
+    private let watchClient: any Sendable
     private var http: HTTPClient { client as! HTTPClient }
+    private var watchHTTP: HTTPClient { watchClient as! HTTPClient }
+    /// How long the API server keeps one watch open (then the next starts where it ended).
+    static let watchSeconds = 60
 
-    func shutdown() async { try? await http.shutdown() }
+    func shutdown() async {
+        try? await http.shutdown()
+        try? await watchHTTP.shutdown()
+    }
 
     /// The object at `path`, or nil when there is none.
     func get(_ path: String) async throws -> Data? {
@@ -57,12 +68,55 @@ final class KubernetesAPI: Sendable {
 
     /// The items of the list at `path` (each an object's JSON), with a label selector.
     func list(_ path: String, labelSelector: String) async throws -> [Data] {
-        let query = labelSelector.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "=,&+"))) ?? ""
-        let (status, body) = try await send("GET", path + "?labelSelector=" + query)
+        try await listVersioned(path, labelSelector: labelSelector).items
+    }
+
+    /// The items of the list at `path` and the list's resourceVersion, where a watch goes on from.
+    func listVersioned(_ path: String, labelSelector: String) async throws -> (items: [Data], resourceVersion: String) {
+        let (status, body) = try await send("GET", path + "?labelSelector=" + Self.query(labelSelector))
         try Self.check(status, body, "GET \(path)")
-        guard let object = try JSONSerialization.jsonObject(with: body) as? [String: Any],
-              let items = object["items"] as? [Any] else { return [] }
-        return try items.map { try JSONSerialization.data(withJSONObject: $0) }
+        guard let object = try JSONSerialization.jsonObject(with: body) as? [String: Any] else { return ([], "") }
+        let version = (object["metadata"] as? [String: Any])?["resourceVersion"] as? String ?? ""
+        let items = try (object["items"] as? [Any] ?? []).map { try JSONSerialization.data(withJSONObject: $0) }
+        return (items, version)
+    }
+
+    /// Watches the list at `path` from `resourceVersion` (with bookmarks), handing `handle` each
+    /// event as it arrives, until the API server ends the watch after `watchSeconds` or `handle`
+    /// returns false. A line that is not an event is skipped and logged by the caller (`handle`
+    /// gets nil).
+    func watch(_ path: String, labelSelector: String, resourceVersion: String,
+               _ handle: @Sendable (KubeWatchEvent?) async -> Bool) async throws {
+        let url = endpoint.baseURL + path + "?watch=1&allowWatchBookmarks=true&timeoutSeconds=\(Self.watchSeconds)"
+            + "&resourceVersion=" + Self.query(resourceVersion) + "&labelSelector=" + Self.query(labelSelector)
+        let request = request(url, "GET", body: nil, contentType: nil)
+        let response: HTTPClientResponse
+        do {
+            response = try await watchHTTP.execute(request, timeout: .seconds(Int64(Self.watchSeconds) + 30))
+        } catch {
+            throw KubernetesError(status: 0, message: "watch \(path): \(error)")
+        }
+        guard response.status.code == 200 else {
+            let body = try await response.body.collect(upTo: 1 << 20)
+            try Self.check(Int(response.status.code), Data(body.readableBytesView), "watch \(path)")
+            return
+        }
+        var lines = KubeLineSplitter()
+        do {
+            for try await chunk in response.body {
+                for line in try lines.feed(chunk.readableBytesView) {
+                    guard await handle(KubeWatchEvent.parse(line)) else { return }
+                }
+            }
+        } catch let e as KubernetesError {
+            throw e
+        } catch {
+            throw KubernetesError(status: 0, message: "watch \(path): \(error)")
+        }
+    }
+
+    private static func query(_ value: String) -> String {
+        value.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "=,&+"))) ?? ""
     }
 
     /// Server-side apply of `object` (JSON is YAML): creates it, or sets the fields Cairn owns.
@@ -100,8 +154,8 @@ final class KubernetesAPI: Sendable {
         return path(apiVersion: apiVersion, kind: kind, namespace: namespace, name: name)
     }
 
-    private func send(_ method: String, _ path: String, body: Data? = nil, contentType: String? = nil) async throws -> (Int, Data) {
-        var request = HTTPClientRequest(url: endpoint.baseURL + path)
+    private func request(_ url: String, _ method: String, body: Data?, contentType: String?) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: url)
         request.method = HTTPMethod(rawValue: method)
         if let token = try? String(contentsOfFile: endpoint.tokenFile, encoding: .utf8) {
             request.headers.add(name: "Authorization", value: "Bearer " + token.trimmingCharacters(in: .whitespacesAndNewlines))
@@ -111,6 +165,11 @@ final class KubernetesAPI: Sendable {
             request.headers.add(name: "Content-Type", value: contentType ?? "application/json")
             request.body = .bytes(ByteBuffer(bytes: body))
         }
+        return request
+    }
+
+    private func send(_ method: String, _ path: String, body: Data? = nil, contentType: String? = nil) async throws -> (Int, Data) {
+        let request = request(endpoint.baseURL + path, method, body: body, contentType: contentType)
         do {
             let response = try await http.execute(request, timeout: .seconds(30))
             let buffer = try await response.body.collect(upTo: 32 << 20)

@@ -16,9 +16,11 @@ actor KubernetesOrchestrator: Orchestrator {
     private let config: ControlConfig
     private let logger: Logger
 
-    /// What the last listing saw: the reconcile loop asks up to four times a second, the API
-    /// server is asked at most every two seconds (and at once after an apply or a delete).
-    private var seen: (at: ContinuousClock.Instant, deployments: [String: KubeDeployment], pods: [String: [KubePod]])?
+    /// The volumes' Deployments and pods as watches keep them: the reconcile loop reads them up
+    /// to four times a second without asking the API server.
+    private let deploymentWatch: KubeInformer<KubeDeployment>
+    private let podWatch: KubeInformer<KubePod>
+    static let selector = "app.kubernetes.io/part-of=cairn,cairn.io/volume"
 
     init(api: KubernetesAPI, namespace: String, image: String, store: StateStore, config: ControlConfig, logger: Logger) {
         self.api = api
@@ -27,6 +29,10 @@ actor KubernetesOrchestrator: Orchestrator {
         self.store = store
         self.config = config
         self.logger = logger
+        deploymentWatch = KubeInformer(api: api, path: KubernetesAPI.path(apiVersion: "apps/v1", kind: "Deployment", namespace: namespace),
+                                       labelSelector: Self.selector, logger: logger) { try JSONDecoder().decode(KubeDeployment.self, from: $0) }
+        podWatch = KubeInformer(api: api, path: KubernetesAPI.path(apiVersion: "v1", kind: "Pod", namespace: namespace),
+                                labelSelector: Self.selector, logger: logger) { try JSONDecoder().decode(KubePod.self, from: $0) }
     }
 
     /// The image of this pod's `apiserver` container (POD_NAME and POD_NAMESPACE from the
@@ -48,25 +54,19 @@ actor KubernetesOrchestrator: Orchestrator {
     func adopt() async -> [ProcessChange] { [] }
 
     func ensure(_ specs: [ProcessSpec]) async -> (status: [ProcessStatus], changes: [ProcessChange]) {
-        let deployments: [String: KubeDeployment]
-        let pods: [String: [KubePod]]
-        do {
-            if let seen, ContinuousClock.now - seen.at < .seconds(2) {
-                (deployments, pods) = (seen.deployments, seen.pods)
-            } else {
-                (deployments, pods) = (try await self.deployments(), try await self.pods())
-                seen = (ContinuousClock.now, deployments, pods)
-            }
-        } catch {
-            logger.warning("Kubernetes API: \(error)")
+        await deploymentWatch.start()
+        await podWatch.start()
+        // Until both lists arrived nothing is known: nothing is applied (a Deployment not seen
+        // yet is not a missing one).
+        guard let d = await deploymentWatch.objects, let p = await podWatch.objects else {
             return (specs.map { ProcessStatus(key: $0.key, pid: nil, running: false, restarts: 0, crashLooping: false,
-                                              lastExit: "the Kubernetes API does not answer") }, [])
+                                              lastExit: "waiting for the Kubernetes API") }, [])
         }
+        let deployments = Self.byKey(d.values), pods = Dictionary(grouping: p.values) { Self.key($0.metadata.labels ?? [:]) ?? "" }
         var status: [ProcessStatus] = [], changes: [ProcessChange] = []
         for spec in specs {
             if Self.needsApply(spec, deployments[spec.key]) {
                 do {
-                    seen = nil
                     try await apply(spec)
                     changes.append(.started(key: spec.key, pid: 0))
                 } catch {
@@ -84,7 +84,6 @@ actor KubernetesOrchestrator: Orchestrator {
     func stop(_ key: String, graceSeconds: Double) async {
         guard let (volume, replica) = Self.parse(key) else { return }
         let name = replica.map { KubernetesNames.replica(volume, $0) } ?? KubernetesNames.controller(volume)
-        seen = nil
         do {
             try await api.delete(KubernetesAPI.path(apiVersion: "apps/v1", kind: "Deployment", namespace: namespace, name: name))
             try await api.delete(KubernetesAPI.path(apiVersion: "v1", kind: "Service", namespace: namespace, name: name))
@@ -98,7 +97,10 @@ actor KubernetesOrchestrator: Orchestrator {
     }
 
     func keys() async -> [String] {
-        (try? await deployments().keys.sorted()) ?? []
+        if let d = await deploymentWatch.objects { return Self.byKey(d.values).keys.sorted() }
+        guard let items = try? await api.list(KubernetesAPI.path(apiVersion: "apps/v1", kind: "Deployment", namespace: namespace),
+                                              labelSelector: Self.selector) else { return [] }
+        return Self.byKey(items.compactMap { try? JSONDecoder().decode(KubeDeployment.self, from: $0) }).keys.sorted()
     }
 
     // MARK: objects
@@ -133,7 +135,12 @@ actor KubernetesOrchestrator: Orchestrator {
             }
             made = objects.replica(spec, .init(record: r, node: node, poolPath: pool.path))
         }
-        for o in made { try await api.apply(o) }
+        for o in made {
+            let answer = try await api.apply(o)
+            if case .string("Deployment")? = o["kind"], let d = try? JSONDecoder().decode(KubeDeployment.self, from: answer) {
+                await deploymentWatch.upsert(d.metadata.name, d)
+            }
+        }
         logger.info("\(spec.key): applied \(made.count) objects")
     }
 
@@ -151,25 +158,10 @@ actor KubernetesOrchestrator: Orchestrator {
 
     // MARK: reading back
 
-    private func deployments() async throws -> [String: KubeDeployment] {
-        let items = try await api.list(KubernetesAPI.path(apiVersion: "apps/v1", kind: "Deployment", namespace: namespace),
-                                       labelSelector: "app.kubernetes.io/part-of=cairn,cairn.io/volume")
+    /// Deployments by process key (from their labels).
+    static func byKey<S: Sequence<KubeDeployment>>(_ deployments: S) -> [String: KubeDeployment] {
         var out: [String: KubeDeployment] = [:]
-        for data in items {
-            let d = try JSONDecoder().decode(KubeDeployment.self, from: data)
-            if let key = Self.key(d.metadata.labels ?? [:]) { out[key] = d }
-        }
-        return out
-    }
-
-    private func pods() async throws -> [String: [KubePod]] {
-        let items = try await api.list(KubernetesAPI.path(apiVersion: "v1", kind: "Pod", namespace: namespace),
-                                       labelSelector: "app.kubernetes.io/part-of=cairn,cairn.io/volume")
-        var out: [String: [KubePod]] = [:]
-        for data in items {
-            let p = try JSONDecoder().decode(KubePod.self, from: data)
-            if let key = Self.key(p.metadata.labels ?? [:]) { out[key, default: []].append(p) }
-        }
+        for d in deployments { if let key = key(d.metadata.labels ?? [:]) { out[key] = d } }
         return out
     }
 
@@ -217,7 +209,7 @@ actor KubernetesOrchestrator: Orchestrator {
 }
 
 /// The parts of a Deployment and a Pod the orchestrator reads.
-struct KubeDeployment: Decodable {
+struct KubeDeployment: Decodable, Sendable {
     struct Status: Decodable { var readyReplicas: Int? }
     struct Spec: Decodable {
         struct Template: Decodable {
@@ -234,7 +226,7 @@ struct KubeDeployment: Decodable {
     var status: Status?
 }
 
-struct KubePod: Decodable {
+struct KubePod: Decodable, Sendable {
     struct ContainerStatus: Decodable {
         struct State: Decodable {
             struct Waiting: Decodable { var reason: String? }
@@ -251,7 +243,7 @@ struct KubePod: Decodable {
     var status: Status?
 }
 
-struct KubeMetadata: Decodable {
+struct KubeMetadata: Decodable, Sendable {
     var name: String
     var labels: [String: String]?
     var uid: String?

@@ -25,21 +25,36 @@ enum Placement {
                     replicaCount: mine.count)
     }
 
+    /// Whether `size` more bytes fit on the pool's filesystem. With `remote` (a cluster: pools are
+    /// on other nodes) a filesystem this process cannot see fits anything: nothing here can
+    /// measure it, and replicas are thin (a full disk ejects a replica at write time, as on one host).
+    static func fits(_ p: PoolRecord, _ size: UInt64, remote: Bool) -> Bool {
+        guard let fs = filesystem(p.path) else { return remote }
+        return fs.free >= size
+    }
+
     /// The pools that can take a replica of `size` bytes for a volume: ready, with every label of
     /// `selector`, not among `excluded` (the volume's other replicas' pools), and whose filesystem
-    /// has `size` free; the one with the most room first (free bytes less what is provisioned on it
-    /// and not yet written, so thin volumes spread), then by name.
+    /// has `size` free (see `fits`); the one with the most room first (free bytes less what is
+    /// provisioned on it and not yet written, so thin volumes spread), then by name. Pools not
+    /// measured here (`remote`) come after the measured ones, the least provisioned first.
     static func candidates(pools: [PoolRecord], replicas: [ReplicaRecord], sizes: [String: UInt64],
-                           size: UInt64, selector: [String: String], excluded: Set<String>) -> [PoolRecord] {
+                           size: UInt64, selector: [String: String], excluded: Set<String>, remote: Bool = false) -> [PoolRecord] {
         let eligible = pools.filter { p in
             p.poolState == .ready && !excluded.contains(p.name) && selector.allSatisfy { p.labelMap[$0.key] == $0.value }
         }
-        let scored: [(PoolRecord, Int64)] = eligible.compactMap { p in
+        let scored: [(PoolRecord, Bool, Int64)] = eligible.compactMap { p in
             let v = view(p, replicas: replicas, sizes: sizes)
+            guard filesystem(p.path) != nil else {
+                return remote ? (p, false, -Int64(clamping: v.provisionedBytes)) : nil
+            }
             guard v.freeBytes >= size else { return nil }
-            return (p, Int64(clamping: v.freeBytes) - Int64(clamping: v.provisionedBytes))
+            return (p, true, Int64(clamping: v.freeBytes) - Int64(clamping: v.provisionedBytes))
         }
-        return scored.sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0.name < $1.0.name }.map(\.0)
+        return scored.sorted { a, b in
+            if a.1 != b.1 { return a.1 }
+            return a.2 != b.2 ? a.2 > b.2 : a.0.name < b.0.name
+        }.map(\.0)
     }
 
     /// The lowest `count` ports of `range` that no volume or replica holds and that can be bound on

@@ -359,7 +359,8 @@ actor Reconciler {
                 let pools = try PoolRecord.fetchAll(db)
                 let sizes = try VolumeRecord.sizes(db)
                 guard let pool = Placement.candidates(pools: pools, replicas: all, sizes: sizes, size: UInt64(v.size),
-                                                      selector: v.selector, excluded: Set(mine.map(\.pool))).first else {
+                                                      selector: v.selector, excluded: Set(mine.map(\.pool)),
+                                                      remote: config.poolsAreRemote).first else {
                     return nil
                 }
                 let port = try Placement.allocatePorts(db, count: 1, range: config.ports, host: config.replicaHost)[0]

@@ -106,7 +106,7 @@ enum VolumeSpec {
                 throw APIFailure.invalid("not-enough-pools", "\(count) replicas need \(count) ready pools\(selector.isEmpty ? "" : " matching the selector"); there are \(ready.count)")
             }
             let fits = Placement.candidates(pools: pools, replicas: all, sizes: sizes, size: c.size, selector: selector,
-                                            excluded: [])
+                                            excluded: [], remote: config.poolsAreRemote)
             guard fits.count >= count else {
                 throw APIFailure.invalid("insufficient-capacity", "\(c.size) bytes fit on \(fits.count) ready pool(s) of the \(count) needed")
             }
