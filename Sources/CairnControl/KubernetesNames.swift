@@ -7,6 +7,8 @@ enum KubernetesNames {
     static func controller(_ volume: String) -> String { name("cairn-\(volume)-ctl", volume) }
     /// One replica's Deployment and Service.
     static func replica(_ volume: String, _ id: String) -> String { name("cairn-\(volume)-\(id)", volume + "/" + id) }
+    /// The Job that removes a deleted replica's directory on its node.
+    static func wipe(_ volume: String, _ id: String) -> String { name("cairn-\(volume)-\(id)-wipe", volume + "/" + id + "/wipe") }
     /// The volume's secret (the replica links' key).
     static func secret(_ volume: String) -> String { name("cairn-\(volume)-secret", volume) }
     /// A restore's S3 credentials.

@@ -80,12 +80,7 @@ struct KubernetesObjects {
                                        probe: "http", cpu: "100m", memory: "128Mi",
                                        mounts: [mount("secret", KubernetesPaths.secret), mount("pool", r.poolPath, readOnly: false)])
         let affinity: KubeValue = [
-            "nodeAffinity": [
-                "requiredDuringSchedulingIgnoredDuringExecution": [
-                    "nodeSelectorTerms": [["matchExpressions": [["key": "kubernetes.io/hostname", "operator": "In",
-                                                                 "values": .strings([r.node])]]]],
-                ],
-            ],
+            "nodeAffinity": nodeAffinity(r.node),
             // Two replicas of a volume on one node would fail together.
             "podAntiAffinity": [
                 "requiredDuringSchedulingIgnoredDuringExecution": [
@@ -102,7 +97,48 @@ struct KubernetesObjects {
                 service(name, labels: podLabels, ports: [("replica", KubernetesPorts.replica)])]
     }
 
+    /// The Job that removes a replica's directory on its pool's node once its Deployment is gone
+    /// (`cairn replica wipe`, which refuses while a replica process holds the directory, so the
+    /// Job retries until the pod has stopped). Not owned by the volume: it outlives it, and goes
+    /// an hour after it finished.
+    func wipe(_ r: ReplicaPlacement) -> KubeValue {
+        var labels = labels(r.record.volume, component: "wipe")
+        labels[Self.labelReplica] = r.record.id
+        let container: KubeValue = [
+            "name": "wipe",
+            "image": .string(image),
+            "args": .strings(["replica", "wipe", "--dir", r.record.directory, "--volume", r.record.volume]),
+            "resources": ["requests": ["cpu": "10m", "memory": "32Mi"]],
+            "volumeMounts": [mount("pool", r.poolPath, readOnly: false)],
+        ]
+        var pod = podSpec([container], volumes: [["name": "pool", "hostPath": ["path": .string(r.poolPath), "type": "Directory"]]],
+                          affinity: ["nodeAffinity": nodeAffinity(r.node)])
+        if case .object(var fields) = pod {
+            fields.append(("restartPolicy", "OnFailure"))
+            pod = .object(fields)
+        }
+        return [
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": ["name": .string(KubernetesNames.wipe(r.record.volume, r.record.id)), "namespace": .string(namespace),
+                         "labels": .map(labels)],
+            "spec": [
+                "backoffLimit": 10,
+                "ttlSecondsAfterFinished": 3600,
+                "template": ["metadata": ["labels": .map(labels)], "spec": pod],
+            ],
+        ]
+    }
+
     // MARK: parts
+
+    private func nodeAffinity(_ node: String) -> KubeValue {
+        [
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                "nodeSelectorTerms": [["matchExpressions": [["key": "kubernetes.io/hostname", "operator": "In",
+                                                             "values": .strings([node])]]]],
+            ],
+        ]
+    }
 
     /// One pod of a volume. Recreate: never two controllers of one volume at once (epochs would
     /// fence the older, but its initiators would see it fail first), never two processes on one

@@ -103,6 +103,22 @@ actor KubernetesOrchestrator: Orchestrator {
         return Self.byKey(items.compactMap { try? JSONDecoder().decode(KubeDeployment.self, from: $0) }).keys.sorted()
     }
 
+    /// A Job on the pool's node removes the directory (`cairn replica wipe`), retried by
+    /// Kubernetes until the replica's pod has stopped; its result is in the Job, not awaited here.
+    func removeData(_ r: ReplicaRecord) async {
+        do {
+            guard let pool = try store.pool(r.pool), let node = pool.labelMap[Self.nodeLabel] else {
+                logger.warning("\(r.volume)/\(r.id): pool \(r.pool) has no node label: its directory \(r.directory) stays")
+                return
+            }
+            let objects = KubernetesObjects(namespace: namespace, image: image, owner: .init(name: r.volume, uid: ""))
+            try await api.apply(objects.wipe(.init(record: r, node: node, poolPath: pool.path)))
+            logger.info("\(r.volume)/\(r.id): a Job on \(node) removes \(r.directory)")
+        } catch {
+            logger.warning("\(r.volume)/\(r.id): cannot start the Job that removes \(r.directory): \(error)")
+        }
+    }
+
     // MARK: objects
 
     /// Applies the objects of one process: the volume's CairnVolume first (its uid owns the rest),

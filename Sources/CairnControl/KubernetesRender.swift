@@ -18,8 +18,9 @@ public enum KubernetesRender {
     /// A `v1` List of the volume's state resources (its pools, CairnVolume, CairnReplicas) and the
     /// objects its CairnVolume owns. One replica per pool, in order; replica ids and the
     /// secret are made up (stable for one volume name), as is the owner's uid.
+    /// With `wipeJobs`, also the Jobs that remove the replicas' directories once the volume is deleted.
     public static func volume(name: String, size: UInt64, replicas: Int, minHealthy: Int?, pools: [Pool],
-                              namespace: String, image: String) throws -> some Encodable & Sendable {
+                              namespace: String, image: String, wipeJobs: Bool = false) throws -> some Encodable & Sendable {
         guard replicas >= 1, replicas <= pools.count else {
             throw RenderError("\(replicas) replicas need as many pools; \(pools.count) given")
         }
@@ -46,6 +47,7 @@ public enum KubernetesRender {
             + [KubernetesState.volume(v, namespace: namespace)]
             + placed.map { KubernetesState.replica($0.record, namespace: namespace) }
             + objects.all(volume: v, replicas: placed, secret: String(repeating: "0", count: 64), config: config)
+            + (wipeJobs ? placed.map { objects.wipe($0) } : [])
         return KubernetesList(value: ["apiVersion": "v1", "kind": "List", "items": .array(items)])
     }
 

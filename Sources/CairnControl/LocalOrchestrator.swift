@@ -74,6 +74,19 @@ actor LocalOrchestrator: Orchestrator {
 
     func keys() async -> [String] { Array(managed.keys) }
 
+    func removeData(_ r: ReplicaRecord) async {
+        do {
+            if FileManager.default.fileExists(atPath: r.directory) { try FileManager.default.removeItem(atPath: r.directory) }
+        } catch {
+            logger.error("cannot remove \(r.directory): \(error)")
+        }
+        // The volume's folder in the pool, once empty.
+        let parent = (r.directory as NSString).deletingLastPathComponent
+        if (try? FileManager.default.contentsOfDirectory(atPath: parent))?.isEmpty == true {
+            try? FileManager.default.removeItem(atPath: parent)
+        }
+    }
+
     /// Seconds before the next start after `quickExits` exits in a row soon after starting: the
     /// first restart at once, then 1, 2, 4 ... up to 30 s.
     static func backoff(quickExits: Int) -> Double {

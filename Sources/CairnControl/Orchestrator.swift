@@ -54,4 +54,6 @@ protocol Orchestrator: Sendable {
     func stop(_ key: String, graceSeconds: Double) async
     /// The keys of all processes it runs or has records of.
     func keys() async -> [String]
+    /// Removes a stopped replica's directory (and its volume's folder, once empty) where its pool is.
+    func removeData(_ r: ReplicaRecord) async
 }

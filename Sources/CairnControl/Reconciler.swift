@@ -398,7 +398,7 @@ actor Reconciler {
                         continue
                     }
                     await orchestrator.stop(ProcessKey.replica(old), graceSeconds: 10)
-                    removeData(old)
+                    await orchestrator.removeData(old)
                 }
                 try store.write { db in
                     if let old { _ = try ReplicaRecord.deleteOne(db, key: old.id) }
@@ -416,19 +416,6 @@ actor Reconciler {
         }
     }
 
-    private func removeData(_ r: ReplicaRecord) {
-        do {
-            if FileManager.default.fileExists(atPath: r.directory) { try FileManager.default.removeItem(atPath: r.directory) }
-        } catch {
-            logger.error("cannot remove \(r.directory): \(error)")
-        }
-        // The volume's folder in the pool, once empty.
-        let parent = (r.directory as NSString).deletingLastPathComponent
-        if (try? FileManager.default.contentsOfDirectory(atPath: parent))?.isEmpty == true {
-            try? FileManager.default.removeItem(atPath: parent)
-        }
-    }
-
     // MARK: - Delete
 
     /// Stops the controller, then the replicas; removes their data, the volume's folder and rows.
@@ -436,7 +423,7 @@ actor Reconciler {
         await orchestrator.stop(ProcessKey.controller(v.name), graceSeconds: 15)
         for r in replicas {
             await orchestrator.stop(ProcessKey.replica(r), graceSeconds: 10)
-            removeData(r)
+            await orchestrator.removeData(r)
         }
         try? FileManager.default.removeItem(atPath: config.volumeDir(v.name))
         do {

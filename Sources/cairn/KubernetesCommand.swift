@@ -38,6 +38,9 @@ struct KubernetesObjectsCommand: ParsableCommand {
     @Option(help: "The image of the volumes' pods.")
     var image: String = "ghcr.io/cairn-storage/cairn:v0.1.0"
 
+    @Flag(help: "Also the Jobs that remove the replicas' directories on their nodes once the volume is deleted.")
+    var wipeJobs = false
+
     @Option(name: [.customShort("o"), .long], help: "Output: yaml or json.")
     var output: String = "yaml"
 
@@ -49,7 +52,7 @@ struct KubernetesObjectsCommand: ParsableCommand {
             return .init(name: String(nameRest[0]), node: String(nodePath[0]), path: String(nodePath[1]))
         }
         let list = try KubernetesRender.volume(name: volume, size: size.bytes, replicas: replicas, minHealthy: minHealthy,
-                                               pools: parsed, namespace: namespace, image: image)
+                                               pools: parsed, namespace: namespace, image: image, wipeJobs: wipeJobs)
         switch output {
         case "json": print(try Render.json(list))
         case "yaml": print(try Render.yaml(list))

@@ -12,7 +12,8 @@ struct ReplicaCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replica",
         abstract: "Serve a replica (the default subcommand), or list and replace a volume's replicas through the apiserver.",
-        subcommands: [ReplicaServeCommand.self, ReplicaListCommand.self, ReplicaReplaceCommand.self, ReplicaExportCommand.self],
+        subcommands: [ReplicaServeCommand.self, ReplicaListCommand.self, ReplicaReplaceCommand.self, ReplicaExportCommand.self,
+                      ReplicaWipeCommand.self],
         defaultSubcommand: ReplicaServeCommand.self
     )
 }

@@ -78,3 +78,39 @@ struct ReplicaIdentityTests {
         #expect(v.replicas[0].logText.contains("wants 33554432 bytes; this replica holds 67108864"))
     }
 }
+
+@Suite("Replica wipe", .serialized)
+struct ReplicaWipeTests {
+    @Test("cairn replica wipe refuses another volume's replica, a running one and unknown files; removes a stopped one; twice is fine",
+          .timeLimit(.minutes(2)))
+    func wipe() throws {
+        let v = try ReplicatedVolume(name: "wiped", replicas: 1, controllerArguments: ["--min-healthy", "1"])
+        let c = try #require(v.controller)
+        #expect(v.waitAllRW(timeout: 20), "\(v.log)")
+        let dir = v.replicas[0].directory.path
+        let bin = try CairnController.binary().path
+        func wipe(_ extra: [String]) throws -> ToolResult { try Tools.run(bin, ["replica", "wipe", "--dir", dir] + extra) }
+
+        let other = try wipe(["--volume", "another"])
+        #expect(other.status != 0 && other.output.contains("holds a replica of volume wiped"), "\(other.output)")
+        let running = try wipe(["--volume", "wiped"])
+        #expect(running.status != 0 && running.output.contains("another process serves this directory"), "\(running.output)")
+        #expect(FileManager.default.fileExists(atPath: dir + "/replica.json"))
+
+        _ = c.stop(timeout: 10)
+        #expect(v.replicas[0].stop() == 0)
+        let done = try wipe(["--volume", "wiped"])
+        #expect(done.status == 0, "\(done.output)")
+        #expect(!FileManager.default.fileExists(atPath: dir))
+        let again = try wipe(["--volume", "wiped"])
+        #expect(again.status == 0 && again.output.contains("nothing to remove"), "\(again.output)")
+
+        // Files that are not a replica's are never removed.
+        let stranger = v.root.appendingPathComponent("not-a-replica")
+        try FileManager.default.createDirectory(at: stranger, withIntermediateDirectories: true)
+        try Data("keep".utf8).write(to: stranger.appendingPathComponent("notes.txt"))
+        let refused = try Tools.run(bin, ["replica", "wipe", "--dir", stranger.path])
+        #expect(refused.status != 0 && refused.output.contains("no replica.json"), "\(refused.output)")
+        #expect(FileManager.default.fileExists(atPath: stranger.appendingPathComponent("notes.txt").path))
+    }
+}
