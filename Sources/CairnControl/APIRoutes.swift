@@ -220,52 +220,14 @@ struct APIRoutes: Sendable {
 
     private func patchVolume(_ name: String, _ request: Request) async throws -> Response {
         let body = try await Body.decode(request, as: VolumePatch.self, fields: VolumePatch.fields, nested: ["qos": QoS.fields])
-        if let s = body.size { try VolumeSpec.checkSize(s) }
-        if let q = body.qos { try VolumeSpec.checkQoS(q) }
-        try store.write { db in
-            guard var v = try VolumeRecord.fetchOne(db, key: name), !v.deleting else {
-                throw APIFailure.notFound("no volume \(name)")
-            }
-            var changed = false
-            if let s = body.size, s != UInt64(v.size) {
-                guard s > UInt64(v.size) else {
-                    throw APIFailure(.conflict, "volume-shrink", "a volume only grows: \(name) has \(v.size) bytes, asked \(s)")
-                }
-                // As at create: each replica's pool must have the new size free.
-                let pools = Dictionary(uniqueKeysWithValues: try PoolRecord.fetchAll(db).map { ($0.name, $0) })
-                for r in try ReplicaRecord.filter(Column("volume") == name).fetchAll(db) {
-                    guard let p = pools[r.pool], Placement.fits(p, s, remote: config.poolsAreRemote) else {
-                        throw APIFailure.invalid("insufficient-capacity", "\(s) bytes do not fit on pool \(r.pool) (replica \(r.id))")
-                    }
-                }
-                v.size = Int64(s)
-                changed = true
-            }
-            if var q = body.qos {
-                if q.burstSeconds == nil { q.burstSeconds = 1 }
-                if q != v.qosValue {
-                    v.qos = JSONText.encode(q)
-                    changed = true
-                }
-            }
-            if changed {
-                v.generation += 1
-                try v.update(db)
-            }
-        }
+        try VolumeSpec.patch(name, body, store: store, config: config)
         reconciler.wake()
         return Answer.json(try await volumeView(name))
     }
 
     private func deleteVolume(_ name: String) async throws -> Response {
         try await refuseWhileCloning(from: name, snapshot: nil)
-        try store.write { db in
-            guard var v = try VolumeRecord.fetchOne(db, key: name) else { throw APIFailure.notFound("no volume \(name)") }
-            if !v.deleting {
-                v.phase = "deleting"
-                try v.update(db)
-            }
-        }
+        try VolumeSpec.markDeleting(name, store: store)
         reconciler.wake()
         // Answer once it is gone (processes stopped, data removed), or 202 if that takes longer.
         let deadline = Monotonic.seconds() + 30

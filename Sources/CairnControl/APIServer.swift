@@ -77,11 +77,12 @@ public enum APIServer {
             logger.notice("Kubernetes orchestrator: namespace \(namespace), image \(image), API \(endpoint.baseURL)")
             orchestrator = KubernetesOrchestrator(api: api, namespace: namespace, image: image, store: store, config: config, logger: logger)
             // The cluster holds the desired state: read it back before anything is reconciled.
-            let m = ClusterStateMirror(api: api, namespace: namespace, store: store, logger: logger)
+            let m = ClusterStateMirror(api: api, namespace: namespace, store: store, config: config, logger: logger)
             _ = try await m.restoreIfEmpty()
             mirror = m
         }
         let reconciler = Reconciler(store: store, orchestrator: orchestrator, events: events, config: config, logger: logger)
+        await mirror?.attach(reconciler, events: events)
         let metrics = APIServerMetrics()
 
         let router = Router()

@@ -1,3 +1,4 @@
+import CairnClient
 import Foundation
 import GRDB
 import Logging
@@ -18,12 +19,29 @@ actor ClusterStateMirror {
     /// so an empty store never deletes the cluster's resources (nor, through their owner
     /// references, the volumes' pods).
     private var restored = false
+    private let config: ControlConfig
+    /// Set once the apiserver's reconciler exists (it is made after the restore).
+    private var reconciler: Reconciler?
+    private var events: EventLog?
+    /// Why a CairnVolume written by hand is not a volume (yet), by name: shown in its status.
+    private var refused: [String: String] = [:]
+    /// CairnVolumes' metadata.generation as last listed (their status's observedGeneration).
+    private var generations: [String: Int] = [:]
+    /// The status last applied, and since when each volume has been Ready or not.
+    private var appliedStatus: [String: KubeValue] = [:]
+    private var readiness: [String: (ready: Bool, since: String)] = [:]
 
-    init(api: KubernetesAPI, namespace: String, store: StateStore, logger: Logger) {
+    init(api: KubernetesAPI, namespace: String, store: StateStore, config: ControlConfig, logger: Logger) {
         self.api = api
         self.namespace = namespace
         self.store = store
+        self.config = config
         self.logger = logger
+    }
+
+    func attach(_ reconciler: Reconciler, events: EventLog) {
+        self.reconciler = reconciler
+        self.events = events
     }
 
     /// Reads the records back from the resources when the store holds no pool and no volume.
@@ -67,6 +85,7 @@ actor ClusterStateMirror {
     func sync() async {
         guard restored else { return }
         await importPools()
+        await followVolumes()
         var desired: [String: KubeValue] = [:]
         do {
             var objects: [KubeValue] = try store.pools().map { KubernetesState.pool($0, namespace: namespace) }
@@ -98,6 +117,112 @@ actor ClusterStateMirror {
                 logger.warning("state mirror: \(error)")
             }
         }
+        await writeStatus()
+    }
+
+    /// CairnVolumes as users write them: a new one (no record) becomes a volume, as POST
+    /// /v1/volumes would make it; an edited size or QoS is a PATCH; a deleted one (held by the
+    /// finalizer) is a DELETE, and once the volume is gone the finalizer is removed.
+    private func followVolumes() async {
+        let path = KubernetesAPI.path(apiVersion: KubernetesResources.apiVersion, kind: "CairnVolume", namespace: namespace)
+        guard let items = try? await api.list(path, labelSelector: "") else { return }
+        var seen = Set<String>()
+        for item in items {
+            guard let cr = KubeVolumeResource(item) else { continue }
+            seen.insert(cr.name)
+            generations[cr.name] = cr.generation
+            do {
+                try await follow(cr, path: path + "/" + cr.name)
+            } catch {
+                let why = (error as? APIFailure)?.detail ?? "\(error)"
+                if refused[cr.name] != why { logger.warning("CairnVolume \(cr.name): \(why)") }
+                refused[cr.name] = why
+            }
+        }
+        for name in refused.keys where !seen.contains(name) { refused[name] = nil }
+    }
+
+    private func follow(_ cr: KubeVolumeResource, path: String) async throws {
+        let current = try store.volume(cr.name)
+        if cr.deleting {
+            if let v = current, !v.deleting {
+                try VolumeSpec.markDeleting(cr.name, store: store)
+                events?.record("volume.deleting", volume: cr.name, "volume \(cr.name) deleted through its CairnVolume")
+                reconciler?.wake()
+            } else if current == nil, cr.finalizers.contains(KubeVolumeResource.finalizer) {
+                let rest = cr.finalizers.filter { $0 != KubeVolumeResource.finalizer }
+                let patch = try JSONSerialization.data(withJSONObject: ["metadata": ["finalizers": rest]])
+                try await api.mergePatch(path, patch)
+            }
+            return
+        }
+        guard let spec = cr.spec else {
+            throw APIFailure.invalid("invalid-spec", "its spec cannot be read as a volume's")
+        }
+        if cr.record == nil, current == nil {
+            guard spec.fromBackup == nil else {
+                throw APIFailure.invalid("unsupported", "fromBackup: restore with `cairn volume create --from-backup` (a CairnVolume cannot name its target's credentials yet)")
+            }
+            let create = try VolumeSpec.normalized(cr.create(spec))
+            if case .created(let v) = try VolumeSpec.create(create, store: store, config: config) {
+                let pools = try store.replicas(of: v.name).map(\.pool).joined(separator: ", ")
+                events?.record("volume.created", volume: v.name,
+                               "volume \(v.name) created from its CairnVolume: \(v.size) bytes, \(v.replicaCount) replica(s) on \(pools)")
+                reconciler?.wake()
+            }
+            refused[cr.name] = nil
+        } else if let v = current, !v.deleting, let record = cr.record, let wrote = KubeVolumeResource.spec(of: record),
+                  let change = try KubeVolumeResource.change(from: wrote, to: spec) {
+            // Edited since the apiserver last wrote it: what can change after creation is applied
+            // (the next pass writes the resource from the record again).
+            try VolumeSpec.patch(v.name, change, store: store, config: config)
+            events?.record("volume.changed", volume: v.name, "volume \(v.name) changed through its CairnVolume")
+            reconciler?.wake()
+            refused[cr.name] = nil
+        }
+    }
+
+    /// Writes each CairnVolume's status (applied only when it changed): the volume's state from
+    /// the reconciler, or why a hand-written one is not a volume.
+    private func writeStatus() async {
+        guard let reconciler else { return }
+        var desired: [String: KubeValue] = [:]
+        do {
+            let nodes = Dictionary(try store.pools().map { ($0.name, $0.labelMap[KubernetesOrchestrator.nodeLabel] ?? "") },
+                                   uniquingKeysWith: { a, _ in a })
+            for v in try store.volumes() {
+                let s = await reconciler.status(v, try store.replicas(of: v.name))
+                desired[v.name] = KubeVolumeResource.status(v.name, namespace: namespace, state: s.state, message: s.message, volume: s,
+                                                            nodes: nodes, observedGeneration: generations[v.name],
+                                                            since: since(v.name, ready: s.serves))
+            }
+            for (name, why) in refused where desired[name] == nil {
+                desired[name] = KubeVolumeResource.status(name, namespace: namespace, state: "refused", message: why, volume: nil,
+                                                          nodes: [:], observedGeneration: generations[name], since: since(name, ready: false))
+            }
+        } catch {
+            logger.warning("state mirror: cannot read the store: \(error)")
+            return
+        }
+        for (name, status) in desired.sorted(by: { $0.key < $1.key }) where appliedStatus[name] != status {
+            do {
+                try await api.apply(status, subresource: "status")
+                appliedStatus[name] = status
+            } catch let e as KubernetesError where e.status == 404 {
+                // Not written yet (or gone): the next pass.
+            } catch {
+                logger.warning("state mirror: status of \(name): \(error)")
+            }
+        }
+        for name in appliedStatus.keys where desired[name] == nil { appliedStatus[name] = nil; readiness[name] = nil }
+    }
+
+    /// When the volume's Ready condition last changed (now, when it changes).
+    private func since(_ name: String, ready: Bool) -> String {
+        if let r = readiness[name], r.ready == ready { return r.since }
+        let now = Timestamp.now()
+        readiness[name] = (ready, now)
+        return now
     }
 
     /// CairnPools written with kubectl (no record yet) become pools: a pool names its node in

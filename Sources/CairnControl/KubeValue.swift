@@ -4,6 +4,7 @@ indirect enum KubeValue: Sendable, Equatable, Encodable, ExpressibleByStringLite
     ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral {
     case string(String)
     case int(Int)
+    case double(Double)
     case bool(Bool)
     case array([KubeValue])
     /// Keys in the order given (objects read as written).
@@ -22,6 +23,7 @@ indirect enum KubeValue: Sendable, Equatable, Encodable, ExpressibleByStringLite
         switch (a, b) {
         case (.string(let x), .string(let y)): return x == y
         case (.int(let x), .int(let y)): return x == y
+        case (.double(let x), .double(let y)): return x == y
         case (.bool(let x), .bool(let y)): return x == y
         case (.array(let x), .array(let y)): return x == y
         case (.object(let x), .object(let y)): return x.map(\.0) == y.map(\.0) && x.map(\.1) == y.map(\.1)
@@ -47,6 +49,7 @@ indirect enum KubeValue: Sendable, Equatable, Encodable, ExpressibleByStringLite
         switch self {
         case .string(let s): var c = encoder.singleValueContainer(); try c.encode(s)
         case .int(let i): var c = encoder.singleValueContainer(); try c.encode(i)
+        case .double(let d): var c = encoder.singleValueContainer(); try c.encode(d)
         case .bool(let b): var c = encoder.singleValueContainer(); try c.encode(b)
         case .array(let a):
             var c = encoder.unkeyedContainer()

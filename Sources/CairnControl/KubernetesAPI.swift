@@ -131,6 +131,13 @@ final class KubernetesAPI: Sendable {
         return answer
     }
 
+    /// A JSON merge patch (RFC 7386) of the object at `path`: for the fields an apply does not own.
+    func mergePatch(_ path: String, _ patch: Data) async throws {
+        let (status, answer) = try await send("PATCH", path, body: patch, contentType: "application/merge-patch+json")
+        if status == 404 { return }
+        try Self.check(status, answer, "PATCH \(path)")
+    }
+
     /// Deletes the object at `path`; what it owns goes too (in the background). Gone already is fine.
     func delete(_ path: String) async throws {
         let body = Data(#"{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Background"}"#.utf8)

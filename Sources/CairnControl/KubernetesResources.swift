@@ -12,6 +12,7 @@ enum KubernetesResources {
                        ("readBandwidth", q.readBandwidth), ("writeBandwidth", q.writeBandwidth)] {
             if let x { qos.append((k, .int(Int(clamping: x)))) }
         }
+        if let b = q.burstSeconds, b != 1 { qos.append(("burstSeconds", .double(b))) }
         if !qos.isEmpty { spec.append(("qos", .object(qos))) }
         let selector: [String: String] = JSONText.decode(v.poolSelector) ?? [:]
         if !selector.isEmpty { spec.append(("poolSelector", .map(selector))) }

@@ -24,6 +24,7 @@ enum KubernetesState {
             return KubernetesResources.volume(v, namespace: namespace)
         }
         metadata.append(("annotations", .object([(recordAnnotation, .string(JSONText.encode(v)))])))
+        metadata.append(("finalizers", .strings([KubeVolumeResource.finalizer])))
         fields[i].1 = .object(metadata)
         return .object(fields)
     }

@@ -123,4 +123,53 @@ enum VolumeSpec {
             return .created(v)
         }
     }
+
+    /// Applies a PATCH (a larger size, new QoS) to the volume's record; the generation moves when
+    /// anything changed, and the reconciler takes it from there.
+    static func patch(_ name: String, _ patch: VolumePatch, store: StateStore, config: ControlConfig) throws {
+        if let s = patch.size { try VolumeSpec.checkSize(s) }
+        if let q = patch.qos { try VolumeSpec.checkQoS(q) }
+        try store.write { db in
+            guard var v = try VolumeRecord.fetchOne(db, key: name), !v.deleting else {
+                throw APIFailure.notFound("no volume \(name)")
+            }
+            var changed = false
+            if let s = patch.size, s != UInt64(v.size) {
+                guard s > UInt64(v.size) else {
+                    throw APIFailure(.conflict, "volume-shrink", "a volume only grows: \(name) has \(v.size) bytes, asked \(s)")
+                }
+                // As at create: each replica's pool must have the new size free.
+                let pools = Dictionary(uniqueKeysWithValues: try PoolRecord.fetchAll(db).map { ($0.name, $0) })
+                for r in try ReplicaRecord.filter(Column("volume") == name).fetchAll(db) {
+                    guard let p = pools[r.pool], Placement.fits(p, s, remote: config.poolsAreRemote) else {
+                        throw APIFailure.invalid("insufficient-capacity", "\(s) bytes do not fit on pool \(r.pool) (replica \(r.id))")
+                    }
+                }
+                v.size = Int64(s)
+                changed = true
+            }
+            if var q = patch.qos {
+                if q.burstSeconds == nil { q.burstSeconds = 1 }
+                if q != v.qosValue {
+                    v.qos = JSONText.encode(q)
+                    changed = true
+                }
+            }
+            if changed {
+                v.generation += 1
+                try v.update(db)
+            }
+        }
+    }
+
+    /// Marks the volume for deletion: the reconciler stops its processes and removes its data.
+    static func markDeleting(_ name: String, store: StateStore) throws {
+        try store.write { db in
+            guard var v = try VolumeRecord.fetchOne(db, key: name) else { throw APIFailure.notFound("no volume \(name)") }
+            if !v.deleting {
+                v.phase = "deleting"
+                try v.update(db)
+            }
+        }
+    }
 }
