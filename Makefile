@@ -5,7 +5,8 @@
 #   make build         swift build (debug)          make release   (release build of cairn)
 #   make run           the apiserver (127.0.0.1:9400), three pools and the volume demo, until Ctrl-C
 #   make test          swift test, the conformance run, schemathesis against the apiserver, the CSI
-#                      plugin (Tests/csi), the deploy/ manifests (Tests/deploy); non-zero on any failure
+#                      plugin (Tests/csi), the deploy/ manifests (Tests/deploy), the Kubernetes
+#                      orchestrator against a stand-in API server (Tests/kubernetes); non-zero on any failure
 #   make unit          swift test alone
 #   make conformance   libiscsi's iscsi-test-cu against cairn (Tests/conformance/)
 #   make perf          fio matrix in rounds, cairn (file, 1 and 3 replicas) vs tgt, scaling, charts
@@ -65,6 +66,7 @@ test: deps build fio test-venv
 	CAIRN_BIN="$(DEBUG_BIN)" Tests/apiserver/schemathesis.sh || rc=1; \
 	CAIRN_BIN="$(DEBUG_BIN)" Tests/csi/run.sh || rc=1; \
 	CAIRN_BIN="$(DEBUG_BIN)" Tests/deploy/validate.sh || rc=1; \
+	CAIRN_BIN="$(DEBUG_BIN)" Tests/kubernetes/run.sh || rc=1; \
 	if [ $$rc -ne 0 ]; then echo "make test: FAILED (see above)"; else echo "make test: OK"; fi; \
 	exit $$rc
 
