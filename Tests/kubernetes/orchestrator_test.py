@@ -39,11 +39,13 @@ def wait_for_line(path, prefix, proc, seconds=60):
     deadline = time.time() + seconds
     while time.time() < deadline:
         if os.path.exists(path):
-            for line in open(path, errors="replace"):
-                if line.startswith(prefix):
-                    return line[len(prefix):].strip()
+            with open(path, errors="replace") as f:
+                for line in f:
+                    if line.startswith(prefix):
+                        return line[len(prefix):].strip()
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[:2]} exited: {open(path).read()[-3000:]}")
+            with open(path, errors="replace") as f:
+                raise RuntimeError(f"{proc.args[:2]} exited: {f.read()[-3000:]}")
         time.sleep(0.05)
     raise RuntimeError(f"no '{prefix}' in {path} after {seconds} s")
 
@@ -90,19 +92,24 @@ def eventually(what, check, seconds=30):
         except (AssertionError, KeyError, TypeError) as e:
             last = e
         time.sleep(0.2)
-    tail = open(CAIRN_API[3], errors="replace").read()[-4000:] if CAIRN_API else ""
+    tail = ""
+    if CAIRN_API:
+        with open(CAIRN_API[3], errors="replace") as f:
+            tail = f.read()[-4000:]
     raise AssertionError(f"not within {seconds} s: {what} ({last!r})\n--- apiserver log ---\n{tail}")
 
 
 def start_apiserver(state):
     global CAIRN_API
     path = os.path.join(WORK, f"apiserver-{len(os.listdir(WORK))}.log")
-    proc = subprocess.Popen([BIN, "apiserver", "--data", state, "--listen", "127.0.0.1:0",
-                             "--orchestrator", "kubernetes", "--namespace", NS, "--image", "cairn:test",
-                             "--kubernetes-api", KUBE[1], "--kubernetes-token-file", os.path.join(WORK, "kube-token")],
-                            stdin=subprocess.DEVNULL, stdout=open(path, "w"), stderr=subprocess.STDOUT)
+    with open(path, "w") as out:
+        proc = subprocess.Popen([BIN, "apiserver", "--data", state, "--listen", "127.0.0.1:0",
+                                 "--orchestrator", "kubernetes", "--namespace", NS, "--image", "cairn:test",
+                                 "--kubernetes-api", KUBE[1], "--kubernetes-token-file", os.path.join(WORK, "kube-token")],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     url = wait_for_line(path, "cairn: apiserver ", proc)
-    CAIRN_API = (proc, url, open(os.path.join(state, "token")).read().strip(), path)
+    with open(os.path.join(state, "token")) as f:
+        CAIRN_API = (proc, url, f.read().strip(), path)
 
 
 def stop(proc):
@@ -122,10 +129,11 @@ def setUpModule():
     with open(os.path.join(WORK, "kube-token"), "w") as f:
         f.write(token + "\n")
     path = os.path.join(WORK, "standin.log")
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "Tests/kubernetes/standin_apiserver.py"), "--port", "0",
-                             "--token-file", os.path.join(WORK, "kube-token"),
-                             "--crds", os.path.join(ROOT, "deploy/cairn-operator.yaml"), "--validate"],
-                            stdin=subprocess.DEVNULL, stdout=open(path, "w"), stderr=open(path + ".err", "w"))
+    with open(path, "w") as out, open(path + ".err", "w") as err:
+        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "Tests/kubernetes/standin_apiserver.py"), "--port", "0",
+                                 "--token-file", os.path.join(WORK, "kube-token"),
+                                 "--crds", os.path.join(ROOT, "deploy/cairn-operator.yaml"), "--validate"],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
     KUBE = (proc, wait_for_line(path, "standin: listening on ", proc), token)
     start_apiserver(os.path.join(WORK, "state"))
 
@@ -183,7 +191,7 @@ def metric(name):
 class OrchestratorTests(unittest.TestCase):
     """In order: each test builds on the state the previous ones left."""
 
-    def test_1_pools(self):
+    def test_01_pools(self):
         for i, node in enumerate(["node-a", "node-b", "node-c"], 1):
             status, body = kube("POST", CAIRN + "/cairnpools",
                                 {"apiVersion": "cairn.io/v1alpha1", "kind": "CairnPool",
@@ -201,7 +209,7 @@ class OrchestratorTests(unittest.TestCase):
         status, body = cairn("PATCH", "/pools/p4", {"state": "cordoned"})
         self.assertEqual(status, 200, body)
 
-    def test_2_volume_objects(self):
+    def test_02_volume_objects(self):
         status, body = cairn("POST", "/volumes", {"name": "vol1", "size": 1 << 30, "replicas": 3})
         self.assertEqual(status, 201, body)
         replicas = [r["id"] for r in body["status"]["replicas"]]
@@ -214,8 +222,8 @@ class OrchestratorTests(unittest.TestCase):
         names = [f"cairn-vol1-{r}" for r in replicas] + ["cairn-vol1-ctl"]
         deployments = eventually("four Deployments", lambda: (lambda d: d if all(n in d for n in names) else None)(
             objects(f"/apis/apps/v1/namespaces/{NS}/deployments", "cairn.io/volume=vol1")))
-        services = objects(f"/api/v1/namespaces/{NS}/services", "cairn.io/volume=vol1")
-        self.assertEqual(sorted(services), sorted(names))
+        services = eventually("four Services", lambda: (lambda s: s if sorted(s) == sorted(names) else None)(
+            objects(f"/api/v1/namespaces/{NS}/services", "cairn.io/volume=vol1")))
         self.assertIn("cairn-vol1-secret", objects(f"/api/v1/namespaces/{NS}/secrets"))
         for n in names:
             self.assertTrue(owned_by(deployments[n], cr), n)
@@ -225,9 +233,9 @@ class OrchestratorTests(unittest.TestCase):
         args = deployments["cairn-vol1-ctl"]["spec"]["template"]["spec"]["containers"][0]["args"]
         for r in replicas:
             self.assertIn(f"cairn-vol1-{r}.{NS}.svc:9700", args)
-        self.assertEqual(len(objects(CAIRN + "/cairnreplicas", "cairn.io/volume=vol1")), 3)
+        eventually("three CairnReplicas", lambda: len(objects(CAIRN + "/cairnreplicas", "cairn.io/volume=vol1")) == 3)
 
-    def test_3_pods_read_back_by_watch(self):
+    def test_03_pods_read_back_by_watch(self):
         deployments = objects(f"/apis/apps/v1/namespaces/{NS}/deployments", "cairn.io/volume=vol1")
         kube("POST", "/standin/reset-requests")
         for name, d in sorted(deployments.items()):
@@ -240,7 +248,7 @@ class OrchestratorTests(unittest.TestCase):
         lists = [r for r in seen if r["method"] == "GET" and r["path"].endswith("/deployments") and "watch" not in r["query"]]
         self.assertLessEqual(len(lists), 1, f"Deployments listed again and again instead of watched: {lists}")
 
-    def test_4_status_subresource(self):
+    def test_04_status_subresource(self):
         def status():
             s = objects(CAIRN + "/cairnvolumes")["vol1"].get("status", {})
             return s if len(s.get("replicas", [])) == 3 else None
@@ -251,7 +259,7 @@ class OrchestratorTests(unittest.TestCase):
         ready = [c for c in s["conditions"] if c["type"] == "Ready"][0]
         self.assertEqual(ready["status"], "False")
 
-    def test_5_hand_written_volume(self):
+    def test_05_hand_written_volume(self):
         status, body = kube("POST", CAIRN + "/cairnvolumes",
                             {"apiVersion": "cairn.io/v1alpha1", "kind": "CairnVolume", "metadata": {"name": "hand", "namespace": NS},
                              "spec": {"size": 64 * MiB, "replicas": 2}})
@@ -264,7 +272,7 @@ class OrchestratorTests(unittest.TestCase):
         self.assertIn("cairn.io/volume", cr["metadata"]["finalizers"])
         eventually("its Deployments", lambda: len(objects(f"/apis/apps/v1/namespaces/{NS}/deployments", "cairn.io/volume=hand")) == 3)
 
-    def test_6_edit_size(self):
+    def test_06_edit_size(self):
         status, body = kube("PATCH", CAIRN + "/cairnvolumes/hand", {"spec": {"size": 128 * MiB}}, "application/merge-patch+json")
         self.assertEqual(status, 200, body)
         generation = body["metadata"]["generation"]
@@ -276,7 +284,7 @@ class OrchestratorTests(unittest.TestCase):
         eventually("replicas written back as they were", lambda: objects(CAIRN + "/cairnvolumes")["hand"]["spec"]["replicas"] == 2)
         self.assertEqual(cairn("GET", "/volumes/hand")[1]["replicaCount"], 2)
 
-    def test_7_refused(self):
+    def test_07_refused(self):
         status, body = kube("POST", CAIRN + "/cairnvolumes",
                             {"apiVersion": "cairn.io/v1alpha1", "kind": "CairnVolume", "metadata": {"name": "toobig", "namespace": NS},
                              "spec": {"size": 64 * MiB, "replicas": 5}})
@@ -289,7 +297,7 @@ class OrchestratorTests(unittest.TestCase):
         self.assertEqual(status, 200)
         eventually("gone", lambda: "toobig" not in objects(CAIRN + "/cairnvolumes"))
 
-    def test_8_watch_relists_after_410(self):
+    def test_08_watch_relists_after_410(self):
         kube("POST", "/standin/reset-requests")
         status, _ = kube("POST", "/standin/compact")
         self.assertEqual(status, 200)
@@ -302,7 +310,7 @@ class OrchestratorTests(unittest.TestCase):
         lists = [r for r in seen if r["method"] == "GET" and r["path"].endswith("/pods") and "watch" not in r["query"]]
         self.assertGreaterEqual(len(lists), 1, "the pods were not listed again after 410 Gone")
 
-    def test_9_kubectl_delete(self):
+    def test_09_kubectl_delete(self):
         replicas = cairn("GET", "/volumes/hand")[1]["status"]["replicas"]
         status, body = kube("DELETE", CAIRN + "/cairnvolumes/hand")
         self.assertEqual(status, 200, body)
