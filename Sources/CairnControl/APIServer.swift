@@ -99,6 +99,7 @@ public enum APIServer {
                         contentType: "text/plain; version=0.0.4; charset=utf-8")
         }
         let v1 = router.group("/v1").add(middleware: BearerAuth(token: token, logger: logger))
+        if let mirror { v1.add(middleware: WriteThrough(mirror: mirror)) }
         APIRoutes(store: store, reconciler: reconciler, events: events, config: config, logger: logger).add(to: v1)
 
         let host = options.host
@@ -144,6 +145,21 @@ struct MirrorService: Service {
             await mirror.sync()
             try? await Task.sleep(for: .seconds(2))
         }
+    }
+}
+
+/// With the state in the cluster, a change made through the API is written to its custom
+/// resources before it is answered: an answered create survives the apiserver pod's loss.
+struct WriteThrough: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let mirror: ClusterStateMirror
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let response = try await next(request, context)
+        if request.method != .get, request.method != .head, (200..<300).contains(response.status.code) {
+            await mirror.sync()
+        }
+        return response
     }
 }
 
