@@ -11,8 +11,10 @@
 #   make conformance   libiscsi's iscsi-test-cu against cairn (Tests/conformance/)
 #   make perf          fio matrix in rounds, cairn (file, 1 and 3 replicas) vs tgt, scaling, charts
 #                      (Perf/run; ROUNDS=3 RUNTIME=10 RAMP=2 JOBS=regex TARGETS=... SCALING=0|1)
-#   make perf-check    the regression gate: a short run on tmpfs against Perf/baselines/check.json
-#   make perf-baseline write that baseline anew from a run on this machine
+#   make perf-check    the regression gate: the working tree against a reference build (the commit
+#                      in Perf/baselines/reference, or REF=...) in one short run on tmpfs (Perf/check)
+#   make perf-baseline write Perf/baselines/check.json (the gate's host report) from a run here
+#                      (make perf REF=<commit>: the matrix with that build beside the working tree's)
 #   make bench         micro benchmarks (Perf/Benchmarks), allocations per operation checked
 #                      against Perf/Benchmarks/Thresholds (Perf/bench; BENCH_ARGS="--filter X")
 #   make fio           fio with the libiscsi engine, built into .cache/fio/

@@ -36,6 +36,15 @@ need matplotlib, which `make perf` installs into .venv).
 
   perf.py baseline RUNDIR BASELINE.json TOLERANCE
       Writes the run's median ratios, settings and machine as a baseline.
+
+  perf.py gate RUNDIR BASELINE.json TOL_IOPS TOL_CPU
+      The perf gate (Perf/check): for each target X with a ref-X (the same target
+      from the reference build) and each job, the per-round ratios X/ref-X of IOPS
+      and of CPU per I/O; exits 1 naming each job whose median IOPS ratio is below
+      1 - TOL_IOPS or whose median CPU ratio is above 1 + TOL_CPU.  Prints the
+      baseline's ratios to tgt beside this run's as a host report (no verdict),
+      and RUNDIR/timings.tsv; writes RUNDIR/gate.json (both commits, the host,
+      the per-round ratios, the verdict).
 """
 import glob
 import json
@@ -160,7 +169,8 @@ def cmd_meta(rundir, jobs, fio, runtime, ramp, rounds, size_mib, scratch, scale_
             "fio": fio, "runtime": float(runtime), "ramp": float(ramp), "rounds": int(rounds),
             "size_mib": int(size_mib), "scratch": scratch, "scale_jobs": scale_jobs.split(),
             "scale_targets": scale_targets.split(), "scale_size_mib": int(scale_size_mib),
-            "commit": commit, "pin_cpu": pin_cpu, "host": machine()}
+            "commit": commit, "pin_cpu": pin_cpu, "host": machine(),
+            "ref_commit": os.environ.get("REF_COMMIT") or None}
     with open(os.path.join(rundir, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
     return 0
@@ -234,13 +244,24 @@ def summarize(runs):
     return s
 
 
+def base_kind(target):
+    """A target's kind: ref-X (X started from the reference build) is an X."""
+    return target[len("ref-"):] if target.startswith("ref-") else target
+
+
+def ab_pairs(targets):
+    """(X, ref-X): the working tree's target and the reference build's same target."""
+    return [(t, "ref-" + t) for t in targets if not t.startswith("ref-") and "ref-" + t in targets]
+
+
 def ratio_pairs(targets):
-    """(a, b) pairs to report a/b for: every target against the last, and
-    each replicated cairn and the QoS one against the --file one."""
+    """(a, b) pairs to report a/b for: the working tree over the reference build
+    (X over ref-X), every target against the last, and each replicated cairn
+    and the QoS one against the --file one."""
     if not targets:  # a run of the QoS accuracy part alone
         return []
     ref = targets[-1]
-    pairs = [(t, ref) for t in targets[:-1]]
+    pairs = ab_pairs(targets) + [(t, ref) for t in targets[:-1]]
     if "cairn" in targets:
         pairs += [(t, "cairn") for t in targets if t.startswith("cairn-r")]
         if "cairn-qos" in targets[:-1] and ref != "cairn":
@@ -524,6 +545,27 @@ def qos_section(qos, size_mib):
     return md
 
 
+def ab_section(meta, jobs, ratios, cpu_ratios):
+    """The working tree against the reference build, when the run had both (REF)."""
+    pairs = ab_pairs(meta["targets"])
+    if not pairs:
+        return []
+    md = ["", "## Working tree vs reference", "",
+          f"The working tree ({meta.get('commit', '?')}) over the reference build ({meta.get('ref_commit', '?')}), "
+          "target by target, round by round (the two runs of a round are adjacent in time): median (min–max). "
+          "IOPS above 1: the working tree is faster; CPU per I/O below 1: it costs less.", "",
+          "| job | " + " | ".join(f"{a} IOPS | {a} CPU/IO" for a, _ in pairs) + " |",
+          "|---|" + "---:|---:|" * len(pairs)]
+    for j in jobs:
+        cells = []
+        for a, b in pairs:
+            for table in (ratios, cpu_ratios):
+                v = table.get(f"{a}/{b}", {}).get(j)
+                cells.append(fmt_spread(v if v and v.get("n") else None, 2))
+        md.append(f"| {j} | " + " | ".join(cells) + " |")
+    return md
+
+
 def fmt(x, digits=0):
     if x is None:
         return "-"
@@ -539,7 +581,7 @@ def fmt_spread(s, digits=0, key=None):
 
 
 def process_names(target, n):
-    if target.startswith("cairn-r"):
+    if base_kind(target).startswith("cairn-r"):
         return ["ctrl"] + [f"r{i}" for i in range(1, n)]
     if target == "volumes":
         return [f"v{i}" for i in range(1, n + 1)]
@@ -655,11 +697,11 @@ def cmd_report(rundir):
         for j in jobs:
             rr = round_ratios(runs[j][a], runs[j][b])
             ratios.setdefault(key, {})[j] = {"per_round": rr, **(spread(rr) or {})}
-    cpu_ratios = {}  # CPU per I/O over the reference's, round by round (lower: cheaper)
-    for t in targets[:-1]:
+    cpu_ratios = {}  # CPU per I/O over the reference's (and X's over ref-X's), round by round (lower: cheaper)
+    for a, b in ab_pairs(targets) + [(t, targets[-1]) for t in targets[:-1]]:
         for j in jobs:
-            rr = round_ratios(runs[j][t], runs[j][targets[-1]], "cpu_s_per_mio")
-            cpu_ratios.setdefault(f"{t}/{targets[-1]}", {})[j] = {"per_round": rr, **(spread(rr) or {})}
+            rr = round_ratios(runs[j][a], runs[j][b], "cpu_s_per_mio")
+            cpu_ratios.setdefault(f"{a}/{b}", {})[j] = {"per_round": rr, **(spread(rr) or {})}
     scale_summary = {j: {t: summarize(v) for t, v in per.items()} for j, per in scale.items()}
     ceiling = load_ceiling(rundir, meta["rounds"])
     cost = qos_cost(runs, summary, jobs)
@@ -712,6 +754,7 @@ def cmd_report(rundir):
             failed = f" ({s['failed']} failed)" if s["failed"] else ""
             md.append(f"| {j} | {t} | {fmt_spread(s['iops'])}{failed} | {fmt(s['mib_s']['median'], 1)} | {lat} "
                       f"| {cpu_cell(s, t)} | {fmt(s['ctx_per_io']['median'], 2)} | {disk_cell(s)} |")
+    md += ab_section(meta, jobs, ratios, cpu_ratios)
     if ratios:
         keys = list(ratios)
         md += ["", "## Ratios", "",
@@ -860,6 +903,96 @@ def cmd_check(rundir, path):
     return 0
 
 
+def load_timings(rundir):
+    """(phase, seconds) lines of RUNDIR/timings.tsv (Perf/check and Perf/run write them)."""
+    out = []
+    try:
+        with open(os.path.join(rundir, "timings.tsv")) as f:
+            for line in f:
+                phase, secs = line.rstrip("\n").split("\t")
+                out.append((phase, float(secs)))
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def host_report(res, baseline_path):
+    """This host against the one that wrote the baseline: the stored ratios to tgt beside this
+    run's (a report, not a verdict: another host's ratios do not carry over)."""
+    try:
+        with open(baseline_path) as f:
+            base = json.load(f)
+    except (OSError, ValueError):
+        return [], {}
+    lines = [f"host report (not pass/fail): ratios to tgt here vs on the baseline's host "
+             f"({base['machine']}, commit {base.get('commit')}, {base['created']})"]
+    report = {"baseline_host": base["machine"], "baseline_commit": base.get("commit"), "ratios": {}}
+    for k, per in base["ratios"].items():
+        now = res["ratios"].get(k, {})
+        cells = []
+        for j, b in per.items():
+            m = now.get(j, {}).get("median")
+            report["ratios"].setdefault(k, {})[j] = {"here": m, "baseline": b}
+            cells.append(f"{j} {fmt(m, 2)}/{b:.2f}")
+        lines.append(f"  {k}: " + ", ".join(cells))
+    return lines, report
+
+
+def cmd_gate(rundir, baseline_path, tol_iops, tol_cpu):
+    """The gate: each working-tree target against the same target of the reference build."""
+    res = load_results(rundir)
+    meta = res["meta"]
+    tol_iops, tol_cpu = float(tol_iops), float(tol_cpu)
+    pairs = ab_pairs(meta["targets"])
+    if not pairs:
+        print("perf-check: the run has no reference targets (ref-...)")
+        return 2
+    print(f"perf-check: working tree {meta.get('commit')} vs reference {meta.get('ref_commit')}, {meta['rounds']} rounds, "
+          f"on {meta['host']}")
+    print(f"fails when, in the median of the per-round ratios, the working tree's IOPS is below the reference's "
+          f"× {1 - tol_iops:.2f} or its CPU per I/O above × {1 + tol_cpu:.2f}")
+    print(f"{'job':<20} {'target':<9} {'IOPS per round':<20} {'median':>6} {'CPU/IO per round':<20} {'median':>6}  result")
+    failures, out = [], {}
+    for a, b in pairs:
+        for j in meta["jobs"]:
+            io = res["ratios"].get(f"{a}/{b}", {}).get(j, {})
+            cpu = res["cpu_ratios"].get(f"{a}/{b}", {}).get(j, {})
+            entry = {"iops_per_round": io.get("per_round", []), "cpu_per_round": cpu.get("per_round", []),
+                     "iops_median": io.get("median"), "cpu_median": cpu.get("median")}
+            problems = []
+            if not io.get("n") or not cpu.get("n"):
+                problems.append("no ratio (a run failed)")
+            else:
+                if io["median"] < 1 - tol_iops:
+                    problems.append(f"IOPS {io['median']:.2f} of the reference's (below {1 - tol_iops:.2f})")
+                if cpu["median"] > 1 + tol_cpu:
+                    problems.append(f"CPU per I/O {cpu['median']:.2f} of the reference's (above {1 + tol_cpu:.2f})")
+            entry["ok"] = not problems
+            out.setdefault(a, {})[j] = entry
+            failures += [f"{j} on {a}: {p}" for p in problems]
+            per = lambda v: " ".join(f"{x:.2f}" for x in v) or "-"
+            print(f"{j:<20} {a:<9} {per(entry['iops_per_round']):<20} {fmt(entry['iops_median'], 2):>6} "
+                  f"{per(entry['cpu_per_round']):<20} {fmt(entry['cpu_median'], 2):>6}  {'ok' if not problems else 'FAIL'}")
+    lines, report = host_report(res, baseline_path)
+    for line in lines:
+        print(line)
+    timings = load_timings(rundir)
+    if timings:
+        print("time: " + ", ".join(f"{p} {s:.0f} s" for p, s in timings) + f"; total {sum(s for _, s in timings):.0f} s")
+    result = {"date": meta["date"], "work_commit": meta.get("commit"), "ref_commit": meta.get("ref_commit"),
+              "host": meta["host"], "settings": {k: meta[k] for k in SETTINGS},
+              "tolerance": {"iops": tol_iops, "cpu": tol_cpu}, "pairs": out, "failures": failures,
+              "ok": not failures, "host_report": report, "timings": dict(timings)}
+    with open(os.path.join(rundir, "gate.json"), "w") as f:
+        json.dump(result, f, indent=1)
+        f.write("\n")
+    if failures:
+        print("perf-check FAILED: " + "; ".join(failures))
+        return 1
+    print("perf-check OK")
+    return 0
+
+
 def main(argv):
     if len(argv) == 14 and argv[0] == "meta":
         return cmd_meta(*argv[1:])
@@ -870,6 +1003,8 @@ def main(argv):
         return cmd_report(argv[1])
     if len(argv) == 3 and argv[0] == "check":
         return cmd_check(argv[1], argv[2])
+    if len(argv) == 5 and argv[0] == "gate":
+        return cmd_gate(*argv[1:])
     if len(argv) == 4 and argv[0] == "baseline":
         return cmd_baseline(*argv[1:])
     print(__doc__, file=sys.stderr)

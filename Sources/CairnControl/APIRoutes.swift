@@ -116,10 +116,17 @@ struct APIRoutes: Sendable {
         guard raw.hasPrefix("/"), raw.utf8.count < 4096, !raw.contains("\0") else {
             throw APIFailure.invalid("invalid-path", "path must be an absolute directory path")
         }
-        // In a cluster the directory is on its node, not here: the replica pod creates it there.
+        // In a cluster the directory is on its node, not here (it must exist there: the replica
+        // pods mount it as a hostPath of type Directory). Its components as the CairnPool CRD takes them.
         if config.poolsAreRemote {
             let path = URL(fileURLWithPath: raw).standardizedFileURL.path
             guard path != "/" else { throw APIFailure.invalid("invalid-path", "/ cannot be a pool") }
+            let plain = path.split(separator: "/").allSatisfy { c in
+                c.first != "." && c.first != "-" && c.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
+            }
+            guard plain else {
+                throw APIFailure.invalid("invalid-path", "in a cluster a pool's path is made of letters, digits, '.', '_' and '-' (not first)")
+            }
             if let root = config.poolRoot, path != root, !path.hasPrefix(root + "/") {
                 throw APIFailure.invalid("invalid-path", "pools must be under \(root) (--pool-root)")
             }
@@ -147,7 +154,14 @@ struct APIRoutes: Sendable {
             guard var p = try PoolRecord.fetchOne(db, key: name) else { throw APIFailure.notFound("no pool \(name)") }
             let old = p
             if let s = body.state { p.state = s.rawValue }
-            if let l = body.labels { p.labels = JSONText.encode(l) }
+            if let l = body.labels {
+                // In a cluster the node label says where the pool's directory is: it cannot move.
+                let node = KubernetesOrchestrator.nodeLabel
+                if config.poolsAreRemote, l[node] != p.labelMap[node] {
+                    throw APIFailure.invalid("invalid-labels", "the label \(node) is where pool \(name)'s directory is: it cannot change")
+                }
+                p.labels = JSONText.encode(l)
+            }
             try p.update(db)
             return old
         }

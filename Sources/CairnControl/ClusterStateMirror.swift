@@ -135,23 +135,39 @@ actor ClusterStateMirror {
                 try await follow(cr, path: path + "/" + cr.name)
             } catch {
                 let why = (error as? APIFailure)?.detail ?? "\(error)"
-                if refused[cr.name] != why { logger.warning("CairnVolume \(cr.name): \(why)") }
+                if refused[cr.name] != why {
+                    logger.warning("CairnVolume \(cr.name): \(why)")
+                    events?.record("volume.refused", volume: cr.name, "CairnVolume \(cr.name) refused: \(why)")
+                }
                 refused[cr.name] = why
+                // An edit refused: the next pass writes the resource from the record again.
+                applied[path + "/" + cr.name] = nil
             }
         }
         for name in refused.keys where !seen.contains(name) { refused[name] = nil }
+        // A volume whose resource is gone (deleted by hand, or a terminating one of an earlier
+        // volume of that name that just went): written again on this pass.
+        for v in (try? store.volumes()) ?? [] where !seen.contains(v.name) {
+            applied[path + "/" + v.name] = nil
+            appliedStatus[v.name] = nil
+        }
     }
 
     private func follow(_ cr: KubeVolumeResource, path: String) async throws {
         let current = try store.volume(cr.name)
+        // A resource of an earlier volume of this name (deleted, then made again) is not this one's.
+        let ours = current.map { v in cr.record.map { $0.createdAt == v.createdAt } ?? true } ?? false
         if cr.deleting {
-            if let v = current, !v.deleting {
+            if let v = current, ours, !v.deleting {
                 try VolumeSpec.markDeleting(cr.name, store: store)
                 events?.record("volume.deleting", volume: cr.name, "volume \(cr.name) deleted through its CairnVolume")
                 reconciler?.wake()
-            } else if current == nil, cr.finalizers.contains(KubeVolumeResource.finalizer) {
+            } else if !ours, cr.finalizers.contains(KubeVolumeResource.finalizer) {
+                // Its volume is gone: let it go. The resource version makes the patch fail (and the
+                // next pass try again) if the finalizers changed meanwhile.
                 let rest = cr.finalizers.filter { $0 != KubeVolumeResource.finalizer }
-                let patch = try JSONSerialization.data(withJSONObject: ["metadata": ["finalizers": rest]])
+                let patch = try JSONSerialization.data(withJSONObject: [
+                    "metadata": ["finalizers": rest, "resourceVersion": cr.resourceVersion ?? ""] as [String: Any]])
                 try await api.mergePatch(path, patch)
             }
             return
@@ -195,6 +211,16 @@ actor ClusterStateMirror {
                 desired[v.name] = KubeVolumeResource.status(v.name, namespace: namespace, state: s.state, message: s.message, volume: s,
                                                             nodes: nodes, observedGeneration: generations[v.name],
                                                             since: since(v.name, ready: s.serves))
+            }
+            for (name, why) in refused where desired[name] != nil {
+                // An edit refused on an existing volume: its status says so.
+                if case .object(var fields)? = desired[name], let i = fields.firstIndex(where: { $0.0 == "status" }),
+                   case .object(var status) = fields[i].1 {
+                    status.removeAll { $0.0 == "message" }
+                    status.append(("message", .string("the last edit was refused: " + why)))
+                    fields[i].1 = .object(status)
+                    desired[name] = .object(fields)
+                }
             }
             for (name, why) in refused where desired[name] == nil {
                 desired[name] = KubeVolumeResource.status(name, namespace: namespace, state: "refused", message: why, volume: nil,

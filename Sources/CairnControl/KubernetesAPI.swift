@@ -124,11 +124,19 @@ final class KubernetesAPI: Sendable {
     @discardableResult
     func apply(_ object: KubeValue, subresource: String? = nil) async throws -> Data {
         let path = try Self.path(of: object) + (subresource.map { "/" + $0 } ?? "")
-        let body = try JSONEncoder().encode(object)
+        let body = try Self.applyBody(object)
         let (status, answer) = try await send("PATCH", path + "?fieldManager=\(fieldManager)&force=true", body: body,
                                               contentType: "application/apply-patch+yaml")
         try Self.check(status, answer, "apply \(path)")
         return answer
+    }
+
+    /// An apply body: JSON, which the API server reads as YAML, so never with a "\/" escape
+    /// (JSON allows it; the API server's YAML parser refuses it: 400 for every apply).
+    static func applyBody(_ object: KubeValue) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return try encoder.encode(object)
     }
 
     /// A JSON merge patch (RFC 7386) of the object at `path`: for the fields an apply does not own.

@@ -38,8 +38,8 @@ actor KubeInformer<Object: Sendable> {
     /// The objects by name; nil until the first list arrived (not knowing is not "none").
     var objects: [String: Object]? { cache.synced ? cache.objects : nil }
 
-    /// An object as an apply returned it, seen before its watch event.
-    func upsert(_ name: String, _ object: Object) { cache.upsert(name, object) }
+    /// An object an apply created, seen before its watch event (see KubeObjectCache).
+    func insertIfAbsent(_ name: String, _ object: Object) { cache.insertIfAbsent(name, object) }
 
     private func run() async {
         var needList = true
@@ -61,6 +61,8 @@ actor KubeInformer<Object: Sendable> {
                 needList = relistAsked
                 relistAsked = false
                 pause = .seconds(1)
+            } catch let e as KubernetesError where e.status == 410 {
+                needList = true  // the version is too old to watch from: list again, at once
             } catch {
                 if Task.isCancelled { return }
                 logger.warning("Kubernetes API, \(path): \(error); again in \(pause)")

@@ -122,13 +122,15 @@ actor KubernetesOrchestrator: Orchestrator {
     // MARK: objects
 
     /// Applies the objects of one process: the volume's CairnVolume first (its uid owns the rest),
-    /// its Secret unless it exists (the replicas' key never changes), then the Deployment and Service.
+    /// its Secret unless this volume's exists (the replicas' key never changes; one an earlier
+    /// volume of the name left, which the garbage collector is about to take, is replaced), then
+    /// the Deployment and Service.
     private func apply(_ spec: ProcessSpec) async throws {
         guard let v = try store.volume(spec.volume) else { throw KubernetesError(status: 0, message: "no volume \(spec.volume)") }
         let owner = try await applyVolume(v)
         let objects = KubernetesObjects(namespace: namespace, image: image, owner: owner)
         let secretPath = KubernetesAPI.path(apiVersion: "v1", kind: "Secret", namespace: namespace, name: KubernetesNames.secret(v.name))
-        if try await api.get(secretPath) == nil {
+        if try await api.get(secretPath).map({ Self.ownerUIDs($0).contains(owner.uid) }) != true {
             let value = try String(contentsOfFile: config.secretFile(v.name), encoding: .utf8)
             try await api.apply(objects.secret(v.name, value.trimmingCharacters(in: .whitespacesAndNewlines)))
         }
@@ -154,7 +156,7 @@ actor KubernetesOrchestrator: Orchestrator {
         for o in made {
             let answer = try await api.apply(o)
             if case .string("Deployment")? = o["kind"], let d = try? JSONDecoder().decode(KubeDeployment.self, from: answer) {
-                await deploymentWatch.upsert(d.metadata.name, d)
+                await deploymentWatch.insertIfAbsent(d.metadata.name, d)
             }
         }
         logger.info("\(spec.key): applied \(made.count) objects")
@@ -173,6 +175,13 @@ actor KubernetesOrchestrator: Orchestrator {
     }
 
     // MARK: reading back
+
+    /// The uids in an object's ownerReferences.
+    static func ownerUIDs(_ object: Data) -> [String] {
+        guard let json = try? JSONSerialization.jsonObject(with: object) as? [String: Any],
+              let refs = (json["metadata"] as? [String: Any])?["ownerReferences"] as? [[String: Any]] else { return [] }
+        return refs.compactMap { $0["uid"] as? String }
+    }
 
     /// Deployments by process key (from their labels).
     static func byKey<S: Sequence<KubeDeployment>>(_ deployments: S) -> [String: KubeDeployment] {

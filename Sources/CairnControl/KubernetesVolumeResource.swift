@@ -21,6 +21,7 @@ struct KubeVolumeResource {
     }
 
     var name: String
+    var resourceVersion: String?
     var generation: Int?
     var deleting: Bool
     var finalizers: [String]
@@ -31,6 +32,7 @@ struct KubeVolumeResource {
         guard let json = try? JSONSerialization.jsonObject(with: object) as? [String: Any],
               let metadata = json["metadata"] as? [String: Any], let name = metadata["name"] as? String else { return nil }
         self.name = name
+        resourceVersion = metadata["resourceVersion"] as? String
         generation = metadata["generation"] as? Int
         deleting = metadata["deletionTimestamp"] != nil
         finalizers = metadata["finalizers"] as? [String] ?? []

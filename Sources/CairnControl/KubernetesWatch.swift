@@ -96,9 +96,10 @@ struct KubeObjectCache<Object: Sendable>: Sendable {
         }
     }
 
-    /// An object as an apply returned it: seen at once, before its watch event arrives (the
-    /// event replaces it with the same or a newer state).
-    mutating func upsert(_ name: String, _ object: Object) {
-        objects[name] = object
+    /// An object an apply just created: seen at once, before its watch event arrives. One the
+    /// cache holds already is left as it is: its watch event may have come first and be newer
+    /// (resource versions are opaque: they cannot be compared), and the apply's event follows.
+    mutating func insertIfAbsent(_ name: String, _ object: Object) {
+        if objects[name] == nil { objects[name] = object }
     }
 }

@@ -35,6 +35,9 @@ extension Volume {
     /// has it or was ejected, and a quorum still holds (invariants 1 and 5).
     func write(lba: UInt64, count: Int, from buffer: IOBuffer, fua: Bool) async throws(BlockStoreError) {
         let t0 = monotonicNanos()
+        if config.testWriteDelayNanos > 0 {
+            while monotonicNanos() &- t0 < config.testWriteDelayNanos {}
+        }
         await waitForGate()
         try checkWritable()
         let length = count * config.blockSize

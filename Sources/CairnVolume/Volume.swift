@@ -24,6 +24,9 @@ public struct VolumeConfig: Sendable {
     public var secret: ReplicaSecret?
     /// A new volume's data (a clone's snapshot, a backup), copied before it first serves.
     public var populator: (any VolumePopulator)?
+    /// A test hook, off (0) unless CAIRN_TEST_WRITE_DELAY_US is set: a busy wait this long on the
+    /// loop for every replicated write, a deliberately slower build for the perf gate's own test.
+    public var testWriteDelayNanos: UInt64 = 0
 
     public init(name: String, size: UInt64, blockSize: Int, replicas: [ReplicaAddress], minHealthy: Int? = nil,
                 replicaTimeoutNanos: UInt64 = 5_000_000_000, rebuildBytesPerSecond: UInt64 = 64 << 20) {

@@ -169,6 +169,10 @@ struct ControllerCommand: AsyncParsableCommand {
                                       minHealthy: minHealthy, replicaTimeoutNanos: replicaTimeout.nanoseconds,
                                       rebuildBytesPerSecond: rebuildRate.bytes)
             config.settleIntervalNanos = settleInterval.nanoseconds
+            if let v = getenv("CAIRN_TEST_WRITE_DELAY_US"), let us = UInt64(String(cString: v)), us > 0 {
+                config.testWriteDelayNanos = us * 1000
+                logger.warning("test hook CAIRN_TEST_WRITE_DELAY_US: every replicated write busy-waits \(us) µs")
+            }
             config.secret = replicaSecret
             config.populator = try clone.populator(loop: loop, timeoutNanos: replicaTimeout.nanoseconds, logger: logger)
                 ?? restore.populator(logger: logger)

@@ -44,7 +44,7 @@ struct KubernetesWatchTests {
         var c = KubeObjectCache<KubeDeployment> { try JSONDecoder().decode(KubeDeployment.self, from: $0) }
         #expect(!c.synced)
         let old = try JSONDecoder().decode(KubeDeployment.self, from: Data(#"{"metadata":{"name":"gone"}}"#.utf8))
-        c.upsert("gone", old)
+        c.insertIfAbsent("gone", old)
         c.replace([], resourceVersion: "10")
         #expect(c.synced && c.objects.isEmpty && c.resourceVersion == "10", "a list replaces what was there")
         func event(_ text: String) throws -> KubeWatchEvent { try #require(KubeWatchEvent.parse(Data(text.utf8))) }
@@ -60,6 +60,19 @@ struct KubernetesWatchTests {
                 "an object that cannot be decoded is skipped")
         #expect(c.resourceVersion == "20")
         #expect(c.apply(try event(#"{"type":"ERROR","object":{"kind":"Status","code":410}}"#)) == .relist)
+        // What an apply returned goes in only when the cache has nothing of that name: a watch
+        // event that came first may be newer.
+        c.insertIfAbsent("b", old)
+        #expect(c.objects["b"]?.metadata.name == "b", "the watched object stays")
+        c.insertIfAbsent("c", old)
+        #expect(c.objects["c"] != nil)
+    }
+
+    @Test("an apply body never escapes '/' (the API server reads it as YAML, and its parser refuses \"\\/\")")
+    func applyBodies() throws {
+        let body = try KubernetesAPI.applyBody(["apiVersion": "apps/v1", "metadata": ["labels": ["app.kubernetes.io/part-of": "cairn"]]])
+        let text = String(decoding: body, as: UTF8.self)
+        #expect(!text.contains("\\/") && text.contains("apps/v1") && text.contains("app.kubernetes.io/part-of"), "\(text)")
     }
 
     @Test("the orchestrator keys Deployments by their volume and role labels")

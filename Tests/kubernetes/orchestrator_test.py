@@ -270,7 +270,10 @@ class OrchestratorTests(unittest.TestCase):
                         lambda: (lambda o: o if "cairn.io/record" in o["metadata"].get("annotations", {}) else None)(
                             objects(CAIRN + "/cairnvolumes")["hand"]))
         self.assertIn("cairn.io/volume", cr["metadata"]["finalizers"])
-        eventually("its Deployments", lambda: len(objects(f"/apis/apps/v1/namespaces/{NS}/deployments", "cairn.io/volume=hand")) == 3)
+        deployments = eventually("its Deployments", lambda: (lambda d: d if len(d) == 3 else None)(
+            objects(f"/apis/apps/v1/namespaces/{NS}/deployments", "cairn.io/volume=hand")))
+        for d in deployments.values():
+            kubelet(d)  # ready: the orchestrator leaves them (and the CairnVolume) alone from here
 
     def test_06_edit_size(self):
         status, body = kube("PATCH", CAIRN + "/cairnvolumes/hand", {"spec": {"size": 128 * MiB}}, "application/merge-patch+json")
@@ -282,6 +285,7 @@ class OrchestratorTests(unittest.TestCase):
         status, body = kube("PATCH", CAIRN + "/cairnvolumes/hand", {"spec": {"replicas": 3}}, "application/merge-patch+json")
         self.assertEqual(status, 200, body)
         eventually("replicas written back as they were", lambda: objects(CAIRN + "/cairnvolumes")["hand"]["spec"]["replicas"] == 2)
+        eventually("the refusal in the status", lambda: "only size and qos change" in objects(CAIRN + "/cairnvolumes")["hand"]["status"].get("message", ""))
         self.assertEqual(cairn("GET", "/volumes/hand")[1]["replicaCount"], 2)
 
     def test_07_refused(self):
@@ -351,6 +355,25 @@ class OrchestratorTests(unittest.TestCase):
                    and not objects(f"/apis/apps/v1/namespaces/{NS}/deployments", "cairn.io/volume=vol1"))
         self.assertEqual(len(objects(f"/apis/batch/v1/namespaces/{NS}/jobs", "cairn.io/volume=vol1")), 3)
         self.assertFalse(objects(CAIRN + "/cairnreplicas", "cairn.io/volume=vol1"))
+
+    def test_12_recreate_same_name(self):
+        status, first = cairn("POST", "/volumes", {"name": "again", "size": 64 * MiB, "replicas": 1})
+        self.assertEqual(status, 201, first)
+        status, _ = cairn("DELETE", "/volumes/again")
+        self.assertIn(status, (202, 204))
+        status, second = cairn("POST", "/volumes", {"name": "again", "size": 128 * MiB, "replicas": 1})
+        self.assertEqual(status, 201, second)
+        time.sleep(5)  # a few mirror passes: the new volume must not be taken for the old one's deletion
+        status, view = cairn("GET", "/volumes/again")
+        self.assertEqual((status, view["size"], view["status"]["state"] != "deleting"), (200, 128 * MiB, True), view)
+        cr = eventually("the new volume's CairnVolume", lambda: (lambda o: o if o and not o["metadata"].get("deletionTimestamp")
+                                                                and json.loads(o["metadata"]["annotations"]["cairn.io/record"])["size"] == 128 * MiB
+                                                                else None)(objects(CAIRN + "/cairnvolumes").get("again")))
+        deployments = eventually("its Deployments owned by the new CairnVolume", lambda: (lambda d: d if d and all(
+            owned_by(x, cr) for x in d.values()) else None)(objects(f"/apis/apps/v1/namespaces/{NS}/deployments", "cairn.io/volume=again")))
+        self.assertEqual(len(deployments), 2)
+        secret = objects(f"/api/v1/namespaces/{NS}/secrets")["cairn-again-secret"]
+        self.assertTrue(owned_by(secret, cr), "the Secret of the earlier volume was kept")
 
 
 if __name__ == "__main__":
