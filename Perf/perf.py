@@ -765,7 +765,7 @@ def cmd_report(rundir):
             md.append(f"| {j} | " + " | ".join(fmt_spread(ratios[k][j] if ratios[k][j].get("n") else None, 2)
                                                for k in keys) + " |")
         ckeys = list(cpu_ratios)
-        md += ["", f"CPU per I/O over {targets[-1]}'s, round by round: median (min–max). Below 1: the first "
+        md += ["", "CPU per I/O of one target over another's, round by round: median (min–max). Below 1: the first "
                "costs less CPU per I/O.", "",
                "| job | " + " | ".join(ckeys) + " |", "|---|" + "---:|" * len(ckeys)]
         for j in jobs:
@@ -979,8 +979,12 @@ def cmd_gate(rundir, baseline_path, tol_iops, tol_cpu):
     timings = load_timings(rundir)
     if timings:
         print("time: " + ", ".join(f"{p} {s:.0f} s" for p, s in timings) + f"; total {sum(s for _, s in timings):.0f} s")
+    # Perf/check runs with the caller's environment: a slowed run says so in its result.
+    hook = int(os.environ.get("CAIRN_TEST_WRITE_DELAY_US") or 0)
+    if hook:
+        print(f"test hook on: the working tree's replicated writes busy-wait {hook} µs each")
     result = {"date": meta["date"], "work_commit": meta.get("commit"), "ref_commit": meta.get("ref_commit"),
-              "host": meta["host"], "settings": {k: meta[k] for k in SETTINGS},
+              "host": meta["host"], "settings": {k: meta[k] for k in SETTINGS} | {"test_hook_write_delay_us": hook},
               "tolerance": {"iops": tol_iops, "cpu": tol_cpu}, "pairs": out, "failures": failures,
               "ok": not failures, "host_report": report, "timings": dict(timings)}
     with open(os.path.join(rundir, "gate.json"), "w") as f:
