@@ -29,13 +29,9 @@ need matplotlib, which `make perf` installs into .venv).
       RUNDIR/results.json, RUNDIR/results.md and the charts (when matplotlib
       is there), prints the Markdown.
 
-  perf.py check RUNDIR BASELINE.json
-      Compares the run's median IOPS ratios with the baseline's; prints a
-      table, exits 1 naming each job whose ratio fell more than the baseline's
-      tolerance below it.
-
-  perf.py baseline RUNDIR BASELINE.json TOLERANCE
-      Writes the run's median ratios, settings and machine as a baseline.
+  perf.py baseline RUNDIR BASELINE.json
+      Writes the run's median ratios to tgt, settings and machine: the figures
+      the gate's host report prints beside its own.
 
   perf.py gate RUNDIR BASELINE.json TOL_IOPS TOL_CPU
       The perf gate (Perf/check): for each target X with a ref-X (the same target
@@ -818,15 +814,12 @@ def cmd_report(rundir):
 
 SETTINGS = ("jobs", "targets", "rounds", "runtime", "ramp", "size_mib", "pin_cpu")
 # A baseline is made with more rounds than a check on purpose (Perf/check).
-COMPARED_SETTINGS = tuple(k for k in SETTINGS if k != "rounds")
-
-
 def load_results(rundir):
     with open(os.path.join(rundir, "results.json")) as f:
         return json.load(f)
 
 
-def cmd_baseline(rundir, path, tolerance):
+def cmd_baseline(rundir, path):
     res = load_results(rundir)
     meta = res["meta"]
     ref = meta["targets"][-1]  # the gate compares each target with the reference (tgt)
@@ -834,7 +827,7 @@ def cmd_baseline(rundir, path, tolerance):
     medians = {k: {j: v["median"] for j, v in per.items() if v.get("n")} for k, per in vs_ref.items()}
     base = {"created": meta["date"], "commit": meta.get("commit"), "machine": meta["host"],
             "scratch": meta["scratch"], "settings": {k: meta[k] for k in SETTINGS},
-            "tolerance": float(tolerance), "ratios": medians,
+            "ratios": medians,
             "cpu_ratios": {k: {j: v["median"] for j, v in per.items() if v.get("n")}
                            for k, per in res.get("cpu_ratios", {}).items()},
             "spread": {k: {j: [v["min"], v["max"]] for j, v in per.items() if v.get("n")}
@@ -842,64 +835,9 @@ def cmd_baseline(rundir, path, tolerance):
     with open(path, "w") as f:
         json.dump(base, f, indent=1)
         f.write("\n")
-    print(f"baseline written to {path}: machine {base['machine']}; tolerance {tolerance}")
+    print(f"baseline written to {path}: machine {base['machine']}")
     for k, per in medians.items():
         print(f"  {k}: " + ", ".join(f"{j} {v:.2f}" for j, v in per.items()))
-    return 0
-
-
-def gate(base_ratios, now_ratios, prefix, factor, tol, failures):
-    """Prints one line per baseline ratio and appends to failures each that is
-    past its limit (baseline × factor): below it when factor < 1, above it
-    when factor > 1."""
-    lower_is_bad = factor < 1
-    for k, per in base_ratios.items():
-        label = prefix + k
-        for j, b in per.items():
-            now = now_ratios.get(k, {}).get(j, {})
-            limit = b * factor
-            if not now.get("n"):
-                failures.append(f"{j} ({label}): no ratio (a run failed)")
-                print(f"{j:<22} {label:<16} {b:>8.2f} {'-':>6} {limit:>6.2f}  FAIL (no ratio)")
-                continue
-            m = now["median"]
-            verdict = "ok"
-            if (m < limit) if lower_is_bad else (m > limit):
-                verdict = "FAIL"
-                failures.append(f"{j} ({label}): {m:.2f}, {'below' if lower_is_bad else 'above'} {limit:.2f} "
-                                f"(baseline {b:.2f} {'-' if lower_is_bad else '+'} {tol:.0%})")
-            elif lower_is_bad and m > b * (1 + tol):
-                verdict = "ok (faster than the baseline: `make perf-baseline` to raise it)"
-            print(f"{j:<22} {label:<16} {b:>8.2f} {m:>6.2f} {limit:>6.2f}  {verdict}")
-
-
-def cmd_check(rundir, path):
-    res = load_results(rundir)
-    with open(path) as f:
-        base = json.load(f)
-    meta, tol = res["meta"], base["tolerance"]
-    notes = []
-    for k in COMPARED_SETTINGS:
-        if meta.get(k) != base["settings"].get(k):
-            notes.append(f"setting {k}: this run {meta.get(k)}, baseline {base['settings'].get(k)}")
-    if meta["host"] != base["machine"]:
-        notes.append(f"machine differs: this run on {meta['host']}; the baseline was made on {base['machine']}")
-    print(f"perf-check against {path} (made {base['created']}, commit {base.get('commit')})")
-    print(f"IOPS ratios fail below baseline × {1 - tol:.2f}; CPU-per-I/O ratios fail above baseline × {1 + tol:.2f}")
-    print(f"{'job':<22} {'ratio':<16} {'baseline':>8} {'now':>6} {'limit':>6}  result")
-    failures = []
-    # IOPS ratios must not fall below the floor; CPU per I/O relative to the
-    # reference's (steadier than IOPS on a busy machine: it counts work, not
-    # waiting, so it catches added work that the IOPS noise would hide) must not
-    # rise above the ceiling.
-    gate(base["ratios"], res["ratios"], "", 1 - tol, tol, failures)
-    gate(base.get("cpu_ratios", {}), res.get("cpu_ratios", {}), "cpu ", 1 + tol, tol, failures)
-    for n in notes:
-        print("note: " + n)
-    if failures:
-        print("perf-check FAILED: " + "; ".join(failures))
-        return 1
-    print("perf-check OK")
     return 0
 
 
@@ -1005,11 +943,9 @@ def main(argv):
     if len(argv) == 2 and argv[0] == "report":
         sys.path.insert(0, HERE)
         return cmd_report(argv[1])
-    if len(argv) == 3 and argv[0] == "check":
-        return cmd_check(argv[1], argv[2])
     if len(argv) == 5 and argv[0] == "gate":
         return cmd_gate(*argv[1:])
-    if len(argv) == 4 and argv[0] == "baseline":
+    if len(argv) == 3 and argv[0] == "baseline":
         return cmd_baseline(*argv[1:])
     print(__doc__, file=sys.stderr)
     return 2
