@@ -181,6 +181,14 @@ paths = {
      "503": {"description": "Still starting", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
  "/metrics": {"get": {"operationId": "metrics", "security": [], "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
 }
+# With the state in a cluster (--orchestrator kubernetes) every change is written to its custom
+# resources before it is answered; when the Kubernetes API does not take it: 503 (cluster-write-pending).
+PENDING = "the change is made but the Kubernetes API did not take it yet (state in a cluster): repeat the request"
+for path, ops in paths.items():
+    for method, op in ops.items():
+        if path.startswith("/v1/") and method in ("post", "patch", "delete"):
+            old = op["responses"].get("503")
+            op["responses"]["503"] = problem(old["description"] + ", or " + PENDING if old else PENDING[0].upper() + PENDING[1:])
 doc = {"openapi": "3.1.0",
        "info": {"title": "Cairn apiserver", "version": "1", "description": "Pools, volumes, their replicas and snapshots, events. Errors are RFC 9457 problem documents."},
        "servers": [{"url": "/"}],

@@ -99,7 +99,7 @@ public enum APIServer {
                         contentType: "text/plain; version=0.0.4; charset=utf-8")
         }
         let v1 = router.group("/v1").add(middleware: BearerAuth(token: token, logger: logger))
-        if let mirror { v1.add(middleware: WriteThrough(mirror: mirror)) }
+        if let mirror { v1.add(middleware: WriteThrough(mirror: mirror, logger: logger)) }
         APIRoutes(store: store, reconciler: reconciler, events: events, config: config, logger: logger).add(to: v1)
 
         let host = options.host
@@ -149,17 +149,26 @@ struct MirrorService: Service {
 }
 
 /// With the state in the cluster, a change made through the API is written to its custom
-/// resources before it is answered: an answered create survives the apiserver pod's loss.
+/// resources before it is answered: an answered create survives the apiserver pod's loss. When
+/// the cluster does not take it, the answer is 503: the change is made here and the mirror goes
+/// on trying, but only a repeat of the request (every write is idempotent) that succeeds says it
+/// is kept.
 struct WriteThrough: RouterMiddleware {
     typealias Context = BasicRequestContext
     let mirror: ClusterStateMirror
+    let logger: Logger
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let response = try await next(request, context)
-        if request.method != .get, request.method != .head, (200..<300).contains(response.status.code) {
-            await mirror.sync()
+        guard request.method != .get, request.method != .head, (200..<300).contains(response.status.code) else {
+            return response
         }
-        return response
+        if await mirror.sync() { return response }
+        logger.warning("\(request.method) \(request.uri.path): made, but the cluster did not take it yet; answered 503")
+        var refused = Answer.problem(.serviceUnavailable, "cluster-write-pending",
+                                     "the change is made in the apiserver, but the Kubernetes API did not take its custom resources yet (tried again every 2 s); repeat the request to know it is kept")
+        refused.headers[.retryAfter] = "2"
+        return refused
     }
 }
 

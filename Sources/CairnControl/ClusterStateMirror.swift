@@ -82,8 +82,11 @@ actor ClusterStateMirror {
 
     /// One pass: applies each record's resource that changed, deletes the resources of records
     /// that are gone. Errors are logged and the next pass tries again.
-    func sync() async {
-        guard restored else { return }
+    /// Returns whether the cluster now holds every record (false: something is left for the
+    /// next pass).
+    @discardableResult
+    func sync() async -> Bool {
+        guard restored else { return false }
         await importPools()
         await followVolumes()
         var desired: [String: KubeValue] = [:]
@@ -98,14 +101,16 @@ actor ClusterStateMirror {
             for o in objects { desired[try KubernetesAPI.path(of: o)] = o }
         } catch {
             logger.warning("state mirror: cannot read the store: \(error)")
-            return
+            return false
         }
         if applied.isEmpty { await seedFromCluster() }
+        var written = true
         for (path, object) in desired.sorted(by: { $0.key < $1.key }) where applied[path] != object {
             do {
                 try await api.apply(object)
                 applied[path] = object
             } catch {
+                written = false
                 logger.warning("state mirror: \(error)")
             }
         }
@@ -114,10 +119,12 @@ actor ClusterStateMirror {
                 try await api.delete(path)
                 applied[path] = nil
             } catch {
+                written = false
                 logger.warning("state mirror: \(error)")
             }
         }
         await writeStatus()
+        return written
     }
 
     /// CairnVolumes as users write them: a new one (no record) becomes a volume, as POST

@@ -134,6 +134,16 @@ enum OpenAPIDocument {
                 }
               }
             }
+          },
+          "503": {
+            "description": "The change is made but the Kubernetes API did not take it yet (state in a cluster): repeat the request",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
           }
         }
       }
@@ -257,6 +267,16 @@ enum OpenAPIDocument {
                 }
               }
             }
+          },
+          "503": {
+            "description": "The change is made but the Kubernetes API did not take it yet (state in a cluster): repeat the request",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
           }
         }
       },
@@ -296,6 +316,16 @@ enum OpenAPIDocument {
           },
           "204": {
             "description": "Removed"
+          },
+          "503": {
+            "description": "The change is made but the Kubernetes API did not take it yet (state in a cluster): repeat the request",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
           }
         }
       }
@@ -409,6 +439,16 @@ enum OpenAPIDocument {
               "application/json": {
                 "schema": {
                   "$ref": "#/components/schemas/Volume"
+                }
+              }
+            }
+          },
+          "503": {
+            "description": "The change is made but the Kubernetes API did not take it yet (state in a cluster): repeat the request",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
                 }
               }
             }
@@ -545,6 +585,16 @@ enum OpenAPIDocument {
                 }
               }
             }
+          },
+          "503": {
+            "description": "The change is made but the Kubernetes API did not take it yet (state in a cluster): repeat the request",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
           }
         }
       },
@@ -581,6 +631,16 @@ enum OpenAPIDocument {
               "application/json": {
                 "schema": {
                   "$ref": "#/components/schemas/Volume"
+                }
+              }
+            }
+          },
+          "503": {
+            "description": "The change is made but the Kubernetes API did not take it yet (state in a cluster): repeat the request",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
                 }
               }
             }
@@ -747,6 +807,16 @@ enum OpenAPIDocument {
                 }
               }
             }
+          },
+          "503": {
+            "description": "The change is made but the Kubernetes API did not take it yet (state in a cluster): repeat the request",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
+                }
+              }
+            }
           }
         }
       }
@@ -800,6 +870,16 @@ enum OpenAPIDocument {
               "application/json": {
                 "schema": {
                   "$ref": "#/components/schemas/Replica"
+                }
+              }
+            }
+          },
+          "503": {
+            "description": "The change is made but the Kubernetes API did not take it yet (state in a cluster): repeat the request",
+            "content": {
+              "application/problem+json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Problem"
                 }
               }
             }
@@ -932,7 +1012,7 @@ enum OpenAPIDocument {
             }
           },
           "503": {
-            "description": "The volume's controller does not answer",
+            "description": "The volume's controller does not answer, or the change is made but the Kubernetes API did not take it yet (state in a cluster): repeat the request",
             "content": {
               "application/problem+json": {
                 "schema": {
@@ -1008,7 +1088,7 @@ enum OpenAPIDocument {
             }
           },
           "503": {
-            "description": "The volume's controller does not answer",
+            "description": "The volume's controller does not answer, or the change is made but the Kubernetes API did not take it yet (state in a cluster): repeat the request",
             "content": {
               "application/problem+json": {
                 "schema": {
@@ -1077,7 +1157,7 @@ enum OpenAPIDocument {
             }
           },
           "503": {
-            "description": "The volume's controller does not answer",
+            "description": "The volume's controller does not answer, or the change is made but the Kubernetes API did not take it yet (state in a cluster): repeat the request",
             "content": {
               "application/problem+json": {
                 "schema": {
@@ -1224,7 +1304,7 @@ enum OpenAPIDocument {
             }
           },
           "503": {
-            "description": "The volume's controller does not answer",
+            "description": "The volume's controller does not answer, or the change is made but the Kubernetes API did not take it yet (state in a cluster): repeat the request",
             "content": {
               "application/problem+json": {
                 "schema": {
@@ -1504,7 +1584,7 @@ enum OpenAPIDocument {
             }
           },
           "503": {
-            "description": "The volume's controller does not answer",
+            "description": "The volume's controller does not answer, or the change is made but the Kubernetes API did not take it yet (state in a cluster): repeat the request",
             "content": {
               "application/problem+json": {
                 "schema": {

@@ -375,6 +375,20 @@ class OrchestratorTests(unittest.TestCase):
         secret = objects(f"/api/v1/namespaces/{NS}/secrets")["cairn-again-secret"]
         self.assertTrue(owned_by(secret, cr), "the Secret of the earlier volume was kept")
 
+    def test_13_create_not_taken_by_the_cluster(self):
+        kube("POST", "/standin/fail-writes?resource=cairnvolumes&count=1000")
+        try:
+            status, body = cairn("POST", "/volumes", {"name": "pending", "size": 64 * MiB, "replicas": 1})
+            self.assertEqual(status, 503, body)
+            self.assertEqual(body["type"], "https://cairn.io/problems/cluster-write-pending", body)
+            self.assertNotIn("pending", objects(CAIRN + "/cairnvolumes"))
+        finally:
+            kube("POST", "/standin/fail-writes?resource=cairnvolumes&count=0")
+        eventually("the mirror writes it once the cluster takes writes again",
+                   lambda: "pending" in objects(CAIRN + "/cairnvolumes"))
+        status, body = cairn("POST", "/volumes", {"name": "pending", "size": 64 * MiB, "replicas": 1})
+        self.assertEqual(status, 200, body)  # the repeat: it exists with this spec, and is kept
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -27,7 +27,8 @@ Simplified semantics (it is not a Kubernetes API server):
 
 Test hooks (bearer token needed): POST /standin/compact (forget every event, end open watches),
 GET /standin/requests (the API requests seen: method, path, query as a dict, contentType; hooks not
-included), POST /standin/reset-requests.
+included), POST /standin/reset-requests, POST /standin/fail-writes?resource=PLURAL&count=N (the next N
+writes, anything but GET, to that resource answer 503, as when etcd does not answer).
 
 Usage: standin_apiserver.py --port 0 --token-file FILE [--crds deploy/cairn-operator.yaml] [--validate]
 """
@@ -363,6 +364,7 @@ class Handler(BaseHTTPRequestHandler):
     token = ""
     requests = []        # the request log (under requests_lock)
     requests_lock = threading.Lock()
+    fail_writes = {}     # plural -> how many writes to it still fail (under requests_lock)
 
     def handle(self):
         try:
@@ -430,8 +432,17 @@ class Handler(BaseHTTPRequestHandler):
             with self.requests_lock:
                 self.requests.clear()
             return 200, {}
+        if path == "/standin/fail-writes" and self.command == "POST":
+            with self.requests_lock:
+                self.fail_writes[query["resource"]] = int(query.get("count", "1"))
+            return 200, {}
         res, ns, name, sub = parse_path(path)
         method, store = self.command, self.store
+        if method != "GET":
+            with self.requests_lock:
+                if self.fail_writes.get(res.plural, 0) > 0:
+                    self.fail_writes[res.plural] -= 1
+                    raise ApiError(503, "ServiceUnavailable", "the stand-in fails this write (fail-writes)")
         if method == "GET" and query.get("watch") in ("1", "true"):
             return self.watch(res, ns, name, query)
         if method == "GET":
