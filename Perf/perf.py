@@ -813,7 +813,8 @@ def cmd_report(rundir):
 # ---- baseline and check --------------------------------------------------------
 
 SETTINGS = ("jobs", "targets", "rounds", "runtime", "ramp", "size_mib", "pin_cpu")
-# A baseline is made with more rounds than a check on purpose (Perf/check).
+
+
 def load_results(rundir):
     with open(os.path.join(rundir, "results.json")) as f:
         return json.load(f)

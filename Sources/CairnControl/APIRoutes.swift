@@ -76,7 +76,7 @@ struct APIRoutes: Sendable {
     private func poolViews() throws -> [Pool] {
         let replicas = try store.replicas()
         let sizes = Dictionary(uniqueKeysWithValues: try store.volumes().map { ($0.name, UInt64($0.size)) })
-        return try store.pools().map { Placement.view($0, replicas: replicas, sizes: sizes) }
+        return try store.pools().map { Placement.view($0, replicas: replicas, sizes: sizes, fs: Placement.filesystem($0.path)) }
     }
 
     private func poolView(_ name: String) throws -> Pool {

@@ -7,19 +7,19 @@ import Glibc
 
 /// Where replicas go, and which ports the volumes' processes listen on.
 enum Placement {
-    /// Size and free bytes of the filesystem under `path` (statvfs), and which filesystem it is,
-    /// or nil when it cannot be read.
-    static func filesystem(_ path: String) -> (capacity: UInt64, free: UInt64, id: UInt)? {
+    /// Size and free bytes of a filesystem, and which one it is (statvfs's f_fsid).
+    typealias Filesystem = (capacity: UInt64, free: UInt64, id: UInt)
+
+    /// The filesystem under `path` now, or nil when it cannot be read.
+    static func filesystem(_ path: String) -> Filesystem? {
         var st = statvfs()
         guard statvfs(path, &st) == 0 else { return nil }
         let unit = UInt64(st.f_frsize)
         return (UInt64(st.f_blocks) * unit, UInt64(st.f_bavail) * unit, st.f_fsid)
     }
 
-    /// A pool as the API shows it, with its capacity now (or as `fs` measured it).
-    static func view(_ p: PoolRecord, replicas: [ReplicaRecord], sizes: [String: UInt64],
-                     fs: (capacity: UInt64, free: UInt64, id: UInt)?? = nil) -> Pool {
-        let fs = fs ?? filesystem(p.path)
+    /// A pool as the API shows it, with the capacity of `fs` (its filesystem as measured).
+    static func view(_ p: PoolRecord, replicas: [ReplicaRecord], sizes: [String: UInt64], fs: Filesystem?) -> Pool {
         let mine = replicas.filter { $0.pool == p.name }
         let provisioned = mine.reduce(UInt64(0)) { $0 + (sizes[$1.volume] ?? 0) }
         return Pool(name: p.name, path: p.path, labels: p.labelMap, state: p.poolState,
@@ -47,13 +47,11 @@ enum Placement {
         }
         // One measurement per filesystem: pools sharing one are told apart by what is provisioned
         // on each, not by what other writers freed or took between two statvfs calls.
-        var measured: [UInt: (capacity: UInt64, free: UInt64, id: UInt)] = [:]
+        var measured: [UInt: Filesystem] = [:]
         let scored: [(PoolRecord, Bool, Int64)] = eligible.compactMap { p in
-            var fs = filesystem(p.path)
-            if let f = fs {
-                if let first = measured[f.id] { fs = first } else { measured[f.id] = f }
-            }
-            let v = view(p, replicas: replicas, sizes: sizes, fs: .some(fs))
+            let fs = filesystem(p.path).map { f in measured[f.id, default: f] }
+            if let fs { measured[fs.id] = fs }
+            let v = view(p, replicas: replicas, sizes: sizes, fs: fs)
             guard fs != nil else {
                 return remote ? (p, false, -Int64(clamping: v.provisionedBytes)) : nil
             }
